@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Each builds .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-slow bench lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[all,test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m tracker demo
+
+test: $(STAMP)
+	$(BIN)/ruff check tracker workers tests benchmarks
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+lint: $(STAMP)
+	$(BIN)/ruff check tracker workers tests benchmarks
+	$(BIN)/ruff format --check tracker workers tests benchmarks
+
+format: $(STAMP)
+	$(BIN)/ruff format tracker workers tests benchmarks
+	$(BIN)/ruff check --fix tracker workers tests benchmarks
+
+clean:
+	rm -rf $(VENV) tracker-offline .pytest_cache .ruff_cache

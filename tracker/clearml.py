@@ -1,0 +1,131 @@
+"""``ClearMLCallbackHandler``: langchain_community's, on the tracker's queue and workers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tracker.seed import SeedCompatibleHandler
+from tracker.settings import clearml_configured, resolve_offline, resolve_offline_dir
+from workers.flush import FlushRequest, FlushResult
+from workers.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL, Pipeline
+from workers.queue import DEFAULT_QUEUE_SIZE
+from workers.sinks.base import Sink
+from workers.sinks.clearml import ClearMLSink
+
+
+class ClearMLCallbackHandler(SeedCompatibleHandler):
+    """Callback handler that logs to ClearML, a drop-in for langchain_community's.
+
+    Parameters (the seed's, with its defaults):
+        task_type: ClearML task type ("inference", "testing", "qc", …).
+        project_name: ClearML project name.
+        tags: tags to add to the task.
+        task_name: name of the ClearML task.
+        visualize: log spaCy dependency and entity plots of each generation.
+        complexity_metrics: log the 16 textstat complexity metrics of each generation.
+        stream_logs: report each callback record to the task's console log.
+
+    Keyword-only extras:
+        offline: True for a ClearML offline session, False for the configured server; None
+            (default) goes offline when no ClearML credentials are configured.
+        offline_dir: where offline session archives go (default ``./tracker-offline``).
+        queue_size: events the queue holds before it drops new ones (counted).
+        batch_size: events per batch (and the queue depth that wakes the worker).
+        flush_interval: seconds between batches when the queue is quiet.
+        metric_processes: worker processes for complexity metrics and visualizations.
+    """
+
+    def __init__(
+        self,
+        task_type: str | None = "inference",
+        project_name: str | None = "langchain_callback_demo",
+        tags: Sequence[str] | None = None,
+        task_name: str | None = None,
+        visualize: bool = False,
+        complexity_metrics: bool = False,
+        stream_logs: bool = False,
+        *,
+        offline: bool | None = None,
+        offline_dir: str | os.PathLike[str] | None = None,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
+        metric_processes: int = 2,
+        _wrap_sink: Callable[[Sink], Sink] | None = None,
+    ) -> None:
+        """Start the pipeline; the ClearML Task is created in the background."""
+        self.task_type = task_type
+        self.project_name = project_name
+        self.tags = tags
+        self.task_name = task_name
+        self.visualize = visualize
+        self.complexity_metrics = complexity_metrics
+        self.stream_logs = stream_logs
+        self.offline = resolve_offline(offline, clearml_configured())
+        self.offline_dir = resolve_offline_dir(offline_dir)
+        sink = ClearMLSink(
+            task_type=task_type,
+            project_name=project_name,
+            tags=list(tags) if tags else None,
+            task_name=task_name,
+            visualize=visualize,
+            complexity_metrics=complexity_metrics,
+            stream_logs=stream_logs,
+            offline=self.offline,
+            offline_dir=self.offline_dir,
+        )
+        # _wrap_sink: tests put a fault-injecting wrapper around the real sink.
+        served = _wrap_sink(sink) if _wrap_sink is not None else sink
+        pipeline = Pipeline(
+            [served],
+            queue_size=queue_size,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            metric_processes=metric_processes,
+        )
+        super().__init__(served, pipeline)
+        self._clearml = sink
+
+    @property
+    def task(self) -> Any:
+        """The ClearML Task (waits for the background start, at most a minute)."""
+        self._wait_open()
+        return self._clearml.task
+
+    @property
+    def logger(self) -> Any:
+        """The Task's ClearML Logger."""
+        self._wait_open()
+        return self._clearml.logger
+
+    def flush_tracker(
+        self,
+        name: str | None = None,
+        langchain_asset: Any = None,
+        finish: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> FlushResult:
+        """Wait until every event so far reached ClearML, then log the session tables.
+
+        Logs "Action Records" and "Session Analysis" (series ``name``), the langchain_asset as an
+        OutputModel, resets the counters as the seed does, and with ``finish`` closes the Task
+        (offline: writes the session zip, see :attr:`archive_path`). Returns a
+        :class:`~workers.flush.FlushResult`; ``timeout`` (seconds) bounds the wait.
+        """
+        request = FlushRequest(name=name, langchain_asset=langchain_asset, finish=finish)
+        return self._flush(request, timeout)
+
+    async def aflush_tracker(
+        self,
+        name: str | None = None,
+        langchain_asset: Any = None,
+        finish: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> FlushResult:
+        """:meth:`flush_tracker` for async code: awaits without blocking the event loop."""
+        request = FlushRequest(name=name, langchain_asset=langchain_asset, finish=finish)
+        return await self._aflush(request, timeout)

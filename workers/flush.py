@@ -1,0 +1,46 @@
+"""Flush barriers: what a caller asks of a flush, and what it gets back."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class FlushRequest:
+    """A barrier through the queue: sinks write their session tables when it comes out.
+
+    ``options`` carries backend-specific flush parameters (Comet's reset arguments, …).
+    """
+
+    name: str | None = None
+    langchain_asset: Any = None
+    finish: bool = False
+    reset: bool = False
+    options: dict[str, Any] = field(default_factory=dict)
+    done: Future[FlushResult] = field(default_factory=Future)
+
+
+@dataclass
+class FlushResult:
+    """What a flush achieved by the time it returned.
+
+    ``written``: events delivered to the backends since the previous flush; ``dropped``: events
+    refused by the full queue since then; ``pending``: events still queued at the deadline (0
+    unless ``timed_out``); ``errors``: what went wrong in a sink, one line each.
+    """
+
+    written: int = 0
+    dropped: int = 0
+    pending: int = 0
+    timed_out: bool = False
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    archives: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when everything queued before the flush reached the backends without error."""
+        return not self.timed_out and not self.errors and self.pending == 0

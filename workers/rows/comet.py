@@ -1,0 +1,175 @@
+"""Records → what langchain_community's CometCallbackHandler logs, with its defects fixed.
+
+Per record: action rows (same keys and order as the seed), the texts it streams with their
+metadata, the (start, end) row pairs of the session table, and the metric summaries of LLM ends.
+Chain inputs and outputs that are not strings are logged as JSON (the seed warns and drops them);
+the session table pairs prompts with generations by run id (the seed pairs them by row position,
+which mixes up concurrent runs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from workers.counters import Counters
+from workers.event import Kind
+from workers.records import Record
+from workers.rows.pairing import PromptBook
+from workers.rows.summary import describe
+from workers.sanitize import flatten, to_jsonable
+
+logger = logging.getLogger("tracker.rows.comet")
+
+
+@dataclass
+class CometOutput:
+    """Everything one record makes the Comet sink log."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    texts: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
+    pairs: list[dict[str, Any]] = field(default_factory=list)
+    metrics: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+class CometRows:
+    """Builds the seed's rows, texts and summaries, replaying its counters."""
+
+    def __init__(self, custom_metrics: Callable[..., dict[str, Any]] | None = None) -> None:
+        """``custom_metrics(generation, prompt_idx, gen_idx) -> dict``, as the seed takes."""
+        self.counters = Counters()
+        self.prompts = PromptBook()
+        self.custom_metrics = custom_metrics
+
+    def reset(self) -> None:
+        """The seed's ``reset_callback_meta``."""
+        self.counters.reset()
+
+    def build(self, record: Record) -> CometOutput:
+        """What ``record`` makes the seed log (and the session pairs it completes)."""
+        kind, f = record.kind, record.fields
+        meta = self.counters.advance(kind)
+        step = meta["step"]
+        out = CometOutput()
+        if record.degraded:
+            out.rows.append({"action": kind.value, **meta, **f})
+            return out
+        if kind in (Kind.LLM_START, Kind.CHAT_MODEL_START):
+            base = {"action": "on_llm_start", **flatten(f["serialized"]), **meta}
+            starts = [{**base, "prompts": p} for p in f["prompts"]]
+            self.prompts.add(record.run_id, starts)
+            out.rows.extend(starts)
+            out.texts.extend((p, base, step) for p in f["prompts"])
+        elif kind is Kind.LLM_NEW_TOKEN:
+            out.rows.append({"action": "on_llm_new_token", "token": f["token"], **meta})
+        elif kind is Kind.LLM_END:
+            self._llm_end(record, meta, out)
+        elif kind in (Kind.CHAIN_START, Kind.CHAIN_END):
+            start = kind is Kind.CHAIN_START
+            base = {"action": kind.value}
+            if start:
+                base.update(flatten(f["serialized"]))
+            base.update(meta)
+            values = f["inputs"] if start else f["outputs"]
+            for key, value in values.items():
+                out.texts.append((_text(value), base, step))
+                out.rows.append({**base, key: value})
+        elif kind is Kind.TOOL_START:
+            base = {"action": "on_tool_start", **flatten(f["serialized"]), **meta}
+            out.texts.append((f["input_str"], base, step))
+            out.rows.append({**base, "input_str": f["input_str"]})
+        elif kind is Kind.TOOL_END:
+            base = {"action": "on_tool_end", **meta}
+            out.texts.append((f["output"], base, step))
+            out.rows.append({**base, "output": f["output"]})
+        elif kind is Kind.TEXT:
+            base = {"action": "on_text", **meta}
+            out.texts.append((f["text"], base, step))
+            out.rows.append({**base, "text": f["text"]})
+        elif kind is Kind.AGENT_FINISH:
+            base = {"action": "on_agent_finish", "log": f["log"], **meta}
+            values = f["return_values"]
+            output = values["output"] if "output" in values else values
+            out.texts.append((_text(output), base, step))
+            out.rows.append({**base, "output": output})
+        elif kind is Kind.AGENT_ACTION:
+            base = {"action": "on_agent_action", "log": f["log"], "tool": f["tool"], **meta}
+            tool_input = _text(f["tool_input"])
+            out.texts.append((tool_input, base, step))
+            out.rows.append({**base, "tool_input": tool_input})
+        elif kind in (Kind.LLM_ERROR, Kind.CHAIN_ERROR, Kind.TOOL_ERROR, Kind.RETRIEVER_ERROR):
+            if kind is Kind.LLM_ERROR:
+                self.prompts.pop(record.run_id)
+            # The seed only counts errors; a row says what failed.
+            row = {"action": kind.value, "error_type": f["error_type"], "error": f["error"]}
+            out.rows.append({**row, **meta})
+        else:  # retriever, retry, custom events: the seed ignores them; logged, not counted
+            fields = {k: v for k, v in f.items() if k != "serialized"}
+            out.rows.append({"action": kind.value, **flatten(fields), **meta})
+        return out
+
+    def _llm_end(self, record: Record, meta: dict[str, int], out: CometOutput) -> None:
+        f = record.fields
+        step = meta["step"]
+        base = {"action": "on_llm_end", **flatten(f["llm_output"]), **meta}
+        started = self.prompts.pop(record.run_id)
+        starts = started[0] if started else []
+        complexity = record.complexity or []
+        originals = _original_generations(record)
+        complexity_rows: list[dict[str, Any]] = []
+        custom_rows: list[dict[str, Any]] = []
+        index = 0
+        for prompt_idx, gens in enumerate(f["generations"]):
+            for gen_idx, gen in enumerate(gens):
+                row = {**base, **flatten(gen)}
+                if index < len(complexity) and complexity[index]:
+                    complexity_rows.append(complexity[index])
+                    row.update(complexity[index])
+                index += 1
+                custom = self._custom(originals, prompt_idx, gen_idx)
+                if custom:
+                    custom_rows.append(custom)
+                    row.update(custom)
+                out.texts.append((gen.get("text", ""), base, step))
+                out.rows.append(row)
+                start = starts[prompt_idx] if prompt_idx < len(starts) else None
+                out.pairs.append({"start": start, "end": row})
+        for metrics in (complexity_rows, custom_rows):
+            if metrics:
+                out.metrics.extend((key, value, step) for key, value in describe(metrics).items())
+
+    def _custom(self, originals: Any, prompt_idx: int, gen_idx: int) -> dict[str, Any]:
+        if self.custom_metrics is None:
+            return {}
+        try:
+            generation = originals[prompt_idx][gen_idx]
+            return to_jsonable(dict(self.custom_metrics(generation, prompt_idx, gen_idx)))
+        except Exception:
+            logger.warning(
+                "tracker: custom_metrics raised; this generation has none", exc_info=True
+            )
+            return {}
+
+
+def _original_generations(record: Record) -> Any:
+    return getattr(record.event.data[0], "generations", [])
+
+
+def session_table(pairs: list[dict[str, Any]]) -> pd.DataFrame:
+    """ "langchain-llm-session.csv": start rows merged with end rows, the seed's suffixes."""
+    if not pairs:
+        return pd.DataFrame()
+    starts = pd.DataFrame([p["start"] or {} for p in pairs])
+    ends = pd.DataFrame([p["end"] for p in pairs])
+    return pd.merge(
+        starts, ends, left_index=True, right_index=True, suffixes=("_llm_start", "_llm_end")
+    )

@@ -1,0 +1,97 @@
+"""Rows kept between flushes for the session tables, bounded in memory.
+
+The seeds keep every record in Python lists until flush: a long-running server grows without
+bound. Here each table keeps at most ``memory_rows`` rows in memory and appends the rest to a
+JSON-lines file in a private temporary folder; the flush reads them back into a DataFrame.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+DEFAULT_MEMORY_ROWS = 5_000
+
+
+class SessionTable:
+    """An append-only list of flat rows that spills to disk past ``memory_rows``."""
+
+    def __init__(self, name: str, folder: Path, memory_rows: int = DEFAULT_MEMORY_ROWS) -> None:
+        """A table called ``name`` whose overflow file lives in ``folder``."""
+        self.name = name
+        self._path = folder / f"{name}.jsonl"
+        self._memory_rows = memory_rows
+        self._rows: list[dict[str, Any]] = []
+        self._spilled = 0
+
+    def __len__(self) -> int:
+        """Rows held, in memory and on disk."""
+        return self._spilled + len(self._rows)
+
+    def extend(self, rows: list[dict[str, Any]]) -> None:
+        """Append rows (JSON-safe dicts), spilling to disk when memory holds enough."""
+        self._rows.extend(rows)
+        if len(self._rows) >= self._memory_rows:
+            self._spill()
+
+    def _spill(self) -> None:
+        with open(self._path, "a", encoding="utf-8") as out:
+            out.write("".join(json.dumps(row) + "\n" for row in self._rows))
+        self._spilled += len(self._rows)
+        self._rows = []
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Every row in order: the spilled ones first, then those in memory."""
+        if self._spilled:
+            with open(self._path, encoding="utf-8") as src:
+                for line in src:
+                    yield json.loads(line)
+        yield from self._rows
+
+    def frame(self) -> pd.DataFrame:
+        """The rows as a DataFrame (columns in first-seen order, as ``pd.DataFrame(list)``)."""
+        return pd.DataFrame(list(self))
+
+    def clear(self) -> None:
+        """Forget every row."""
+        self._rows = []
+        self._spilled = 0
+        if self._path.exists():
+            self._path.unlink()
+
+
+class SessionStore:
+    """The tables of one sink between two flushes, with their private spill folder."""
+
+    def __init__(self, memory_rows: int = DEFAULT_MEMORY_ROWS) -> None:
+        """Create the store and its 0700 spill folder."""
+        self._folder = Path(tempfile.mkdtemp(prefix="tracker-session-"))
+        os.chmod(self._folder, 0o700)
+        self._memory_rows = memory_rows
+        self._tables: dict[str, SessionTable] = {}
+
+    def table(self, name: str) -> SessionTable:
+        """The table called ``name``, created empty on first use."""
+        table = self._tables.get(name)
+        if table is None:
+            table = self._tables[name] = SessionTable(name, self._folder, self._memory_rows)
+        return table
+
+    def clear(self) -> None:
+        """Empty every table (after a flush wrote them)."""
+        for table in self._tables.values():
+            table.clear()
+
+    def close(self) -> None:
+        """Remove the spill folder."""
+        self.clear()
+        try:
+            self._folder.rmdir()
+        except OSError:
+            pass

@@ -1,0 +1,59 @@
+"""The sink protocol: where converted records go (ClearML, Comet, …).
+
+A sink is driven by one pipeline, one call at a time, in queue order. Its methods are coroutines
+on the runtime loop; they run their blocking SDK calls in worker threads so that the loop (and
+with it every other pipeline) stays responsive.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from workers.counters import Counters
+from workers.flush import FlushRequest
+from workers.records import Record
+
+
+class Sink(ABC):
+    """One backend. Subclasses say which analyses they need and implement the four steps."""
+
+    #: Short name used in logs and stats ("clearml", "comet").
+    name: str = "sink"
+    #: Whether LLM-end records must carry the 16 text complexity metrics.
+    needs_complexity: bool = False
+    #: Whether LLM-end records must carry ClearML-style dependency/entity HTML pages.
+    needs_pages: bool = False
+
+    #: The offline archive written by the last finish, if any.
+    archive_path: Path | None = None
+    #: Set by the pipeline: renders texts as spaCy sentence pages in the worker processes.
+    render_sentences: Callable[[list[str], list[str]], Awaitable[list[dict[str, Any]]]] | None = (
+        None
+    )
+
+    @property
+    @abstractmethod
+    def counters(self) -> Counters:
+        """The seed counters as replayed by this sink."""
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Create the backend session (Task, Experiment)."""
+
+    @abstractmethod
+    async def write(self, records: list[Record]) -> None:
+        """Log a batch of records, in order."""
+
+    @abstractmethod
+    async def flush(self, request: FlushRequest) -> None:
+        """Write the session tables and assets; on ``request.finish``, close the session."""
+
+    async def reset_counters(self) -> None:
+        """Apply a ``reset_callback_meta`` that was queued by the caller."""
+        self.counters.reset()
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, nothing to release by default
+        """Release local resources without finishing the backend session (cancelled pipeline)."""

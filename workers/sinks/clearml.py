@@ -1,0 +1,214 @@
+"""ClearML: a Task (offline session by default), its console log, tables, media and model.
+
+Off the caller's path, in a worker thread. Offline specifics measured here (see README):
+the reporter runs in a thread (ClearML's subprocess reporter makes each flush wait ~5 s), the
+repository/requirements detection is skipped (it held ``close()`` for minutes), and the offline
+model upload bypasses ``OutputModel.published``, which crashes on ClearML's offline DummyModel.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pandas as pd
+
+from workers.counters import Counters
+from workers.flush import FlushRequest
+from workers.records import Record
+from workers.rows.clearml import ClearMLRows, session_analysis
+from workers.session import SessionStore
+from workers.sinks.asset import save_asset
+from workers.sinks.base import Sink
+
+logger = logging.getLogger("tracker.sinks.clearml")
+
+# Task.init binds to every ML framework it finds unless told not to; a LangChain logger wants none.
+FRAMEWORKS_OFF: dict[str, bool] = dict.fromkeys(
+    (
+        "catboost fastai gradio hydra joblib lightgbm matplotlib megengine pytorch scikit "
+        "tensorboard tensorflow tfdefines xgboost detect_repository"
+    ).split(),
+    False,
+)
+MEDIA_SERIES_CHARS = 120
+
+
+class ClearMLSink(Sink):
+    """Logs records to a ClearML Task as langchain_community's ClearMLCallbackHandler does."""
+
+    name = "clearml"
+
+    def __init__(
+        self,
+        *,
+        task_type: str | None = "inference",
+        project_name: str | None = "langchain_callback_demo",
+        tags: list[str] | None = None,
+        task_name: str | None = None,
+        visualize: bool = False,
+        complexity_metrics: bool = False,
+        stream_logs: bool = False,
+        offline: bool = True,
+        offline_dir: Path = Path("tracker-offline"),
+    ) -> None:
+        """The seed's parameters, plus where offline sessions go."""
+        self.task_type = task_type
+        self.project_name = project_name
+        self.tags = tags
+        self.task_name = task_name
+        self.stream_logs = stream_logs
+        self.needs_complexity = complexity_metrics
+        self.needs_pages = visualize
+        self.offline = offline
+        self.offline_dir = offline_dir
+        self.task: Any = None
+        self.logger: Any = None
+        self.rows = ClearMLRows()
+        self.store = SessionStore()
+        self._media_dir = Path(tempfile.mkdtemp(prefix="tracker-clearml-media-"))
+
+    @property
+    def counters(self) -> Counters:
+        """The seed counters, replayed in queue order."""
+        return self.rows.counters
+
+    async def open(self) -> None:
+        """Create (or reuse, as the seed does) the current Task."""
+        await anyio.to_thread.run_sync(self._open)
+
+    def _open(self) -> None:
+        from clearml import Task
+
+        if self.offline:
+            Task.set_offline(offline_mode=True)
+            # Thread reporter: the subprocess one makes every flush wait ~5 s offline.
+            Task._report_subprocess_enabled = False
+        task = Task.current_task()
+        if task is None:
+            task = Task.init(
+                project_name=self.project_name,
+                task_name=self.task_name,
+                task_type=self.task_type or Task.TaskTypes.inference,
+                tags=self.tags,
+                output_uri=True,
+                auto_connect_frameworks=FRAMEWORKS_OFF,
+                auto_connect_arg_parser=False,
+                auto_connect_streams=False,
+                auto_resource_monitoring=False,
+            )
+        self.task = task
+        self.logger = task.get_logger()
+
+    async def write(self, records: list[Record]) -> None:
+        """Rows for the session tables; console text and media when streaming/visualizing."""
+        await anyio.to_thread.run_sync(self._write, records)
+
+    def _write(self, records: list[Record]) -> None:
+        actions: list[dict[str, Any]] = []
+        session: list[dict[str, Any]] = []
+        report_text = self.logger.report_text
+        for record in records:
+            rows, pairs = self.rows.rows(record)
+            actions.extend(rows)
+            session.extend(pairs)
+            if self.stream_logs:
+                for row in rows:
+                    report_text(str(row), print_console=False)
+            if record.pages:
+                self._report_pages(record)
+        self.store.table("actions").extend(actions)
+        self.store.table("session").extend(session)
+
+    def _report_pages(self, record: Record) -> None:
+        for text, page in zip(record.generation_texts(), record.pages or [], strict=False):
+            if page is None:
+                continue
+            # The seed uses the whole text as the series, which ClearML also puts in a file path.
+            series = text if len(text) <= MEDIA_SERIES_CHARS else text[:MEDIA_SERIES_CHARS] + "…"
+            for title, html, style in (
+                ("Dependencies Plot", page[0], "dep"),
+                ("Entities Plot", page[1], "ent"),
+            ):
+                digest = hashlib.sha1(f"{style}-{text}".encode()).hexdigest()
+                path = self._media_dir / f"{digest}.html"
+                path.write_text(html, encoding="utf-8")
+                self.logger.report_media(title, series, local_path=str(path))
+
+    async def flush(self, request: FlushRequest) -> None:
+        """The seed's flush_tracker: tables, asset, backend flush, counter reset, close."""
+        await anyio.to_thread.run_sync(self._flush, request)
+
+    def _flush(self, request: FlushRequest) -> None:
+        actions = self.store.table("actions").frame()
+        session = session_analysis(self.store.table("session").frame())
+        if not actions.empty:
+            self.logger.report_table("Action Records", request.name, table_plot=_cells(actions))
+        if not session.empty:
+            self.logger.report_table("Session Analysis", request.name, table_plot=_cells(session))
+        if self.stream_logs:
+            self.logger.report_text(
+                str({"action_records": actions, "session_analysis": session}), print_console=False
+            )
+        if request.langchain_asset is not None:
+            self._log_asset(request.langchain_asset, request.name)
+        self.task.flush(wait_for_uploads=True)
+        self.store.clear()
+        self.rows.reset()
+        if request.finish:
+            self._finish()
+
+    def _log_asset(self, asset: Any, name: str | None) -> None:
+        from clearml import OutputModel
+
+        folder = Path(tempfile.mkdtemp(prefix="tracker-asset-"))
+        try:
+            path = save_asset(asset, folder / "model.json")
+            model = OutputModel(task=self.task, config_text=path.read_text(encoding="utf-8"))
+            if self.task.is_offline():
+                # update_weights() first reads .published, which fails on the offline DummyModel.
+                model._update_weights_offline(weights_filename=str(path), target_filename=name)
+            else:
+                model.update_weights(
+                    weights_filename=str(path), auto_delete_file=False, target_filename=name
+                )
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _finish(self) -> None:
+        task = self.task
+        offline = task.is_offline()
+        folder = Path(task.get_offline_mode_folder()) if offline else None
+        task.close()
+        self.store.close()
+        shutil.rmtree(self._media_dir, ignore_errors=True)
+        if folder is not None:
+            zipped = folder.with_suffix(".zip")
+            if zipped.exists():
+                self.offline_dir.mkdir(parents=True, exist_ok=True)
+                target = self.offline_dir / zipped.name
+                shutil.move(str(zipped), target)
+                self.archive_path = target
+                logger.info("tracker: ClearML offline session written to %s", target)
+
+    async def close(self) -> None:
+        """Drop local files (the Task stays open for whoever owns it)."""
+        self.store.close()
+        shutil.rmtree(self._media_dir, ignore_errors=True)
+
+
+def _cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Lists and dicts as JSON text: ClearML's table plot wants one scalar per cell."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            out[column] = out[column].map(
+                lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v
+            )
+    return out
