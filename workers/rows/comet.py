@@ -37,6 +37,10 @@ class CometOutput:
     metrics: list[tuple[str, dict[str, Any], int]] = field(default_factory=list)
 
 
+# For tool, text and agent records the seed hands log_text its row and then adds the value to
+# it; Comet serializes the metadata later, so the seed's archives carry the whole row. So do ours.
+
+
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
@@ -84,28 +88,30 @@ class CometRows:
                 out.texts.append((_text(value), base, step))
                 out.rows.append({**base, key: value})
         elif kind is Kind.TOOL_START:
-            base = {"action": "on_tool_start", **flatten(f["serialized"]), **meta}
-            out.texts.append((f["input_str"], base, step))
-            out.rows.append({**base, "input_str": f["input_str"]})
+            row = {"action": "on_tool_start", **flatten(f["serialized"]), **meta}
+            row["input_str"] = f["input_str"]
+            out.rows.append(row)
+            out.texts.append((f["input_str"], row, step))
         elif kind is Kind.TOOL_END:
-            base = {"action": "on_tool_end", **meta}
-            out.texts.append((f["output"], base, step))
-            out.rows.append({**base, "output": f["output"]})
+            row = {"action": "on_tool_end", **meta, "output": f["output"]}
+            out.rows.append(row)
+            out.texts.append((f["output"], row, step))
         elif kind is Kind.TEXT:
-            base = {"action": "on_text", **meta}
-            out.texts.append((f["text"], base, step))
-            out.rows.append({**base, "text": f["text"]})
+            row = {"action": "on_text", **meta, "text": f["text"]}
+            out.rows.append(row)
+            out.texts.append((f["text"], row, step))
         elif kind is Kind.AGENT_FINISH:
-            base = {"action": "on_agent_finish", "log": f["log"], **meta}
             values = f["return_values"]
             output = values["output"] if "output" in values else values
-            out.texts.append((_text(output), base, step))
-            out.rows.append({**base, "output": output})
+            row = {"action": "on_agent_finish", "log": f["log"], **meta, "output": output}
+            out.rows.append(row)
+            out.texts.append((_text(output), row, step))
         elif kind is Kind.AGENT_ACTION:
-            base = {"action": "on_agent_action", "log": f["log"], "tool": f["tool"], **meta}
             tool_input = _text(f["tool_input"])
-            out.texts.append((tool_input, base, step))
-            out.rows.append({**base, "tool_input": tool_input})
+            row = {"action": "on_agent_action", "log": f["log"], "tool": f["tool"], **meta}
+            row["tool_input"] = tool_input
+            out.rows.append(row)
+            out.texts.append((tool_input, row, step))
         elif kind in (Kind.LLM_ERROR, Kind.CHAIN_ERROR, Kind.TOOL_ERROR, Kind.RETRIEVER_ERROR):
             if kind is Kind.LLM_ERROR:
                 self.prompts.pop(record.run_id)

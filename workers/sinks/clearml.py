@@ -37,7 +37,8 @@ FRAMEWORKS_OFF: dict[str, bool] = dict.fromkeys(
     ).split(),
     False,
 )
-MEDIA_SERIES_CHARS = 120
+# ClearML names the media file "<title>_<series>_00000000.html": one path component, 255 bytes.
+MEDIA_SERIES_BYTES = 220
 
 
 class ClearMLSink(Sink):
@@ -130,8 +131,9 @@ class ClearMLSink(Sink):
         for text, page in zip(record.generation_texts(), record.pages or [], strict=False):
             if page is None:
                 continue
-            # The seed uses the whole text as the series, which ClearML also puts in a file path.
-            series = text if len(text) <= MEDIA_SERIES_CHARS else text[:MEDIA_SERIES_CHARS] + "…"
+            # The seed uses the whole text as the series, which ClearML puts in a file name:
+            # past 255 bytes the seed fails with "File name too long".
+            series = _clip_bytes(text, MEDIA_SERIES_BYTES)
             for title, html, style in (
                 ("Dependencies Plot", page[0], "dep"),
                 ("Entities Plot", page[1], "ent"),
@@ -203,12 +205,23 @@ class ClearMLSink(Sink):
         shutil.rmtree(self._media_dir, ignore_errors=True)
 
 
+def _clip_bytes(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes (with "…" when cut)."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode("utf-8", "ignore") + "…"
+
+
 def _cells(frame: pd.DataFrame) -> pd.DataFrame:
-    """Lists and dicts as JSON text: ClearML's table plot wants one scalar per cell."""
+    """A table ClearML's ``report_table`` takes as the seed's: dict cells as JSON text, and
+    float columns with gaps as objects (ClearML fills gaps with the string "nan", which pandas
+    refuses to put in a float column)."""
     out = frame.copy()
     for column in out.columns:
-        if out[column].dtype == object:
-            out[column] = out[column].map(
-                lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v
-            )
+        series = out[column]
+        if series.dtype == object:
+            out[column] = series.map(lambda v: json.dumps(v) if isinstance(v, dict) else v)
+        elif series.dtype.kind == "f" and series.isna().any():
+            out[column] = series.astype(object)
     return out
