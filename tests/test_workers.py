@@ -1,0 +1,80 @@
+"""The workers' parts on their own: queue bounds and counters, session spill, exit drain."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+from tracker.archive import read_clearml_archive, read_comet_archive
+from workers.event import Kind
+from workers.queue import EventQueue
+from workers.session import SessionStore
+
+
+def test_full_queue_drops_newest_and_counts_exactly():
+    queue = EventQueue(maxsize=10, wake_at=5)
+    accepted = [queue.put(Kind.TEXT, None, None, (i,), {}) for i in range(15)]
+    assert accepted == [True] * 10 + [False] * 5
+    assert (queue.enqueued, queue.dropped, queue.depth) == (15, 5, 10)
+    queue.put_control(Kind.FLUSH, ())  # control records are never refused
+    assert queue.depth == 11
+    batch = queue.take(100)
+    assert [e.data[0] for e in batch[:10]] == list(range(10)) and batch[-1].kind is Kind.FLUSH
+
+
+def test_wake_fires_once_at_threshold_from_many_threads():
+    wakes: list[int] = []
+    queue = EventQueue(maxsize=100_000, wake_at=1000, wake=lambda: wakes.append(1))
+
+    def produce() -> None:
+        for i in range(5000):
+            queue.put(Kind.LLM_NEW_TOKEN, None, None, (i,), {})
+
+    threads = [threading.Thread(target=produce) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert queue.enqueued == 20_000 and queue.depth == 20_000 and queue.dropped == 0
+    assert len(wakes) <= 1  # one wake per crossing, not one per event
+
+
+def test_session_rows_spill_to_disk_and_come_back_in_order():
+    store = SessionStore(memory_rows=100)
+    table = store.table("actions")
+    for start in range(0, 1000, 50):
+        table.extend([{"i": i, "nan": float("nan")} for i in range(start, start + 50)])
+    assert len(table) == 1000 and len(table._rows) < 100  # the rest is on disk
+    frame = table.frame()
+    assert list(frame["i"]) == list(range(1000)) and frame["nan"].isna().all()
+    store.close()
+
+
+def test_interpreter_exit_drains_and_writes_archives(tmp_path: Path):
+    script = textwrap.dedent(
+        f"""
+        from tracker import ClearMLCallbackHandler, CometCallbackHandler
+        out = {str(tmp_path)!r}
+        handlers = [
+            ClearMLCallbackHandler(task_name="exit", stream_logs=True, offline_dir=out),
+            CometCallbackHandler(offline_dir=out),
+        ]
+        for i in range(300):
+            for h in handlers:
+                h.on_text(f"line {{i}}")
+        # no flush: the exit hook must drain and finish both
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    clearml_zip = next(tmp_path.glob("offline-*.zip"))
+    comet_zip = next(p for p in tmp_path.glob("*.zip") if not p.name.startswith("offline-"))
+    lines = [x for x in read_clearml_archive(clearml_zip).text_lines() if "'on_text'" in x]
+    assert len(lines) == 300
+    texts = [t for t, _ in read_comet_archive(comet_zip).texts()]
+    assert texts == [f"line {i}" for i in range(300)]
