@@ -25,6 +25,14 @@ def test_full_queue_drops_newest_and_counts_exactly():
     assert [e.data[0] for e in batch[:10]] == list(range(10)) and batch[-1].kind is Kind.FLUSH
 
 
+def test_closed_queue_refuses_and_counts():
+    queue = EventQueue(maxsize=10)
+    queue.put(Kind.TEXT, None, None, ("before",), {})
+    assert queue.close() == 1
+    assert queue.put(Kind.TEXT, None, None, ("after",), {}) is False
+    assert (queue.enqueued, queue.dropped, queue.depth) == (2, 2, 0)
+
+
 def test_wake_fires_once_at_threshold_from_many_threads():
     wakes: list[int] = []
     queue = EventQueue(maxsize=100_000, wake_at=1000, wake=lambda: wakes.append(1))

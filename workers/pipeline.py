@@ -249,6 +249,12 @@ class Pipeline:
         self._since_flush = (queue.delivered, queue.dropped)
         if request.finish and not request.reset:  # Comet's reset opens a new experiment
             self.closed = True
+            late = self.queue.close()
+            if late:
+                logger.warning(
+                    "tracker: %d events arrived after flush_tracker(finish=True) and were dropped",
+                    late,
+                )
             await self._close_analyzer()
         if not request.done.done():
             request.done.set_result(result)

@@ -107,6 +107,19 @@ class EventQueue:
         """Records waiting right now (data and control)."""
         return len(self._items)
 
+    def close(self) -> int:
+        """Refuse every later event (counted as dropped) and drop what is still queued.
+
+        Returns how many queued data events were dropped.
+        """
+        self.maxsize = 0  # put() now refuses (and counts) everything
+        dropped = 0
+        for event in self.take(len(self._items)):
+            if event.seq >= 0:
+                next(self._dropped)
+                dropped += 1
+        return dropped
+
     def reset_counters_after_fork(self) -> None:
         """Forget everything inherited from a parent process: the child starts empty."""
         self._items = deque()
