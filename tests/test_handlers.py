@@ -174,11 +174,13 @@ async def test_odd_inputs_never_raise_and_become_records(offline_dir: Path):
     chain.invoke({"input": 5, "human_input": b"\xff"}, config)
     chain.invoke({"surrogate": "\ud800", "big": "x" * 300_000, "nan": float("nan")}, config)
     handler.on_agent_finish(object())  # no return_values at all
+    handler.on_chat_model_start(None, 5)  # not even iterable: a degraded record, counted
     result = handler.flush_tracker(name="odd", finish=True)
     assert result.ok, result
-    assert handler.stats()["processed"] == 9
+    assert handler.stats()["processed"] == 10 and handler.stats()["degraded"] == 1
     actions = read_clearml_archive(handler.archive_path).tables()[("Action Records", "odd")]
-    assert len(actions) == 9
+    assert len(actions) == 10
+    assert "conversion_error" in actions
     text = " ".join(read_clearml_archive(handler.archive_path).text_lines())
     assert "<unrepresentable Hostile" in text
     assert "<cycle>" in text
