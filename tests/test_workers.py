@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -76,8 +77,12 @@ def test_interpreter_exit_drains_and_writes_archives(tmp_path: Path):
         # no flush: the exit hook must drain and finish both
         """
     )
+    # A fresh program: ClearML's Task.init exports CLEARML_PROC_MASTER_ID / CLEARML_TASK_ID into
+    # os.environ, and a child inheriting them would take itself for a sub-process of that task.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLEARML_", "TRAINS_"))}
+    env["CLEARML_CACHE_DIR"] = str(tmp_path / "clearml-cache")
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env
     )
     assert done.returncode == 0, done.stderr[-2000:]
     clearml_zip = next(tmp_path.glob("offline-*.zip"))
