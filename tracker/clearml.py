@@ -9,7 +9,7 @@ from typing import Any
 from tracker.seed import SeedCompatibleHandler
 from tracker.settings import clearml_configured, resolve_offline, resolve_offline_dir
 from workers.flush import FlushRequest, FlushResult
-from workers.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL, Pipeline
+from workers.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL
 from workers.queue import DEFAULT_QUEUE_SIZE
 from workers.sinks.base import Sink
 from workers.sinks.clearml import ClearMLSink
@@ -76,16 +76,14 @@ class ClearMLCallbackHandler(SeedCompatibleHandler):
             offline=self.offline,
             offline_dir=self.offline_dir,
         )
-        # _wrap_sink: tests put a fault-injecting wrapper around the real sink.
-        served = _wrap_sink(sink) if _wrap_sink is not None else sink
-        pipeline = Pipeline(
-            [served],
+        super().__init__(
+            sink,
             queue_size=queue_size,
             batch_size=batch_size,
             flush_interval=flush_interval,
             metric_processes=metric_processes,
+            wrap_sink=_wrap_sink,
         )
-        super().__init__(served, pipeline)
         self._clearml = sink
 
     @property

@@ -7,6 +7,7 @@ of the last processed event, which is exact after a flush.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,27 @@ class SeedCompatibleHandler(QueueingCallbackHandler):
 
     always_verbose_ = False
 
-    def __init__(self, sink: Sink, pipeline: Pipeline) -> None:
-        """Serve ``sink`` through ``pipeline``."""
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        queue_size: int,
+        batch_size: int,
+        flush_interval: float,
+        metric_processes: int,
+        wrap_sink: Callable[[Sink], Sink] | None = None,
+    ) -> None:
+        """Serve ``sink`` through a new pipeline (``wrap_sink``: tests inject faults there)."""
+        served = wrap_sink(sink) if wrap_sink is not None else sink
+        pipeline = Pipeline(
+            [served],
+            queue_size=queue_size,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            metric_processes=metric_processes,
+        )
         super().__init__(pipeline)
-        self._sink = sink
+        self._sink = served
         self.ignore_llm_ = False
         self.ignore_chain_ = False
         self.ignore_agent_ = False

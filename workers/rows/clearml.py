@@ -14,6 +14,7 @@ import pandas as pd
 
 from workers.counters import Counters
 from workers.event import Kind
+from workers.metrics import COMPLEXITY_METRICS
 from workers.records import Record
 from workers.rows.pairing import PromptBook
 from workers.sanitize import flatten
@@ -140,26 +141,7 @@ def _session_row(
     return out
 
 
-_METRIC_KEYS = frozenset(
-    (
-        "flesch_reading_ease",
-        "flesch_kincaid_grade",
-        "smog_index",
-        "coleman_liau_index",
-        "automated_readability_index",
-        "dale_chall_readability_score",
-        "difficult_words",
-        "linsear_write_formula",
-        "gunning_fog",
-        "text_standard",
-        "fernandez_huerta",
-        "szigriszt_pazos",
-        "gutierrez_polini",
-        "crawford",
-        "gulpease_index",
-        "osman",
-    )
-)
+_METRIC_KEYS = frozenset(COMPLEXITY_METRICS)
 
 
 def session_analysis(rows: pd.DataFrame) -> pd.DataFrame:
