@@ -6,10 +6,12 @@ and each phase needs its own handlers) and hands back :class:`Table` objects as 
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -92,9 +94,11 @@ def fmt_ns(ns: float) -> str:
 
 
 def fmt_ratio(ratio: float) -> str:
-    """A ratio for a table: ``1.03x``, ``52x``."""
+    """A ratio for a table: ``1.031x``, ``2.45x``, ``52x``."""
     if ratio is None or math.isnan(ratio):
         return "n/a"
+    if ratio < 2:
+        return f"{ratio:.3f}x"
     return f"{ratio:.2f}x" if ratio < 10 else f"{ratio:.0f}x"
 
 
@@ -131,6 +135,7 @@ class Table:
     rows: list[list[str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     verdicts: dict[str, bool] = field(default_factory=dict)
+    measured: dict[str, str] = field(default_factory=dict)  # per verdict: the numbers behind it
     raw: dict[str, Any] = field(default_factory=dict)
 
     def add(self, *cells: object) -> None:
@@ -167,3 +172,50 @@ def rotated(items: Sequence[Any], by: int) -> list[Any]:
         return []
     by %= len(items)
     return [*items[by:], *items[:by]]
+
+
+class GcWatch:
+    """Records garbage collections of at least ``min_ms`` milliseconds, in any thread.
+
+    A collection holds the GIL throughout, so one started by a background thread stalls the
+    caller too. ``take()`` returns and forgets what was recorded since the last call.
+    """
+
+    def __init__(self, min_ms: float = 5.0) -> None:
+        self.min_ns = min_ms * 1e6
+        self._started = 0
+        self._pauses: list[tuple[int, float, str]] = []
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter_ns()
+            return
+        elapsed = time.perf_counter_ns() - self._started
+        if elapsed >= self.min_ns:
+            thread = threading.current_thread().name
+            self._pauses.append((info["generation"], elapsed, thread))
+
+    def __enter__(self) -> GcWatch:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def take(self) -> list[tuple[int, float, str]]:
+        """(generation, nanoseconds, thread name) of each long collection since the last call."""
+        pauses, self._pauses = self._pauses, []
+        return pauses
+
+
+def describe_pauses(pauses: Sequence[tuple[int, float, str]]) -> str:
+    """``3 (max 118 ms; in AnyIO worker thread x2, MainThread x1)``, or ``0``."""
+    if not pauses:
+        return "0"
+    threads: dict[str, int] = {}
+    for _, _, thread in pauses:
+        name = "tracker-runtime" if thread.startswith("tracker-runtime") else thread
+        name = "Comet OfflineStreamer" if name.startswith("OfflineStreamer") else name
+        threads[name] = threads.get(name, 0) + 1
+    where = ", ".join(f"{name} x{count}" for name, count in threads.items())
+    return f"{len(pauses)} (max {fmt_ns(max(p[1] for p in pauses))}; in {where})"

@@ -18,17 +18,19 @@ from time import perf_counter_ns
 from typing import Any
 
 from benchmarks.common import (
+    GcWatch,
     Sizes,
     Stopwatch,
     Summary,
     Table,
+    describe_pauses,
     fmt_ns,
     fmt_ratio,
     log,
     met,
     rotated,
 )
-from benchmarks.subjects import ANSWER, TOKEN_USAGE, handlers
+from benchmarks.subjects import ANSWER, TOKEN_USAGE, our_session
 
 TARGET_MEDIAN_NS = 2_000
 TARGET_P99_NS = 10_000
@@ -47,6 +49,7 @@ class Variant:
     values: list[float] = field(default_factory=list)
     handler: Any = None
     missing: str | None = None
+    pauses: list[tuple[int, float, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -233,36 +236,66 @@ CALLBACKS: tuple[tuple[str, Callable[[Any, Payloads, int], Callable[[], int]]], 
 )
 
 
+def _floors(p: Payloads, batch: int, samples: int, suffix: str) -> list[Variant]:
+    """The reference rows every process measures alongside its subjects."""
+    return [
+        Variant(
+            f"no-op handler (call floor){suffix}",
+            "on_llm_end",
+            "floor",
+            noop_handler_sampler(p, batch),
+            batch,
+            samples,
+        ),
+        Variant(
+            f"deque(maxlen=N).append (floor){suffix}",
+            "small tuple",
+            "floor",
+            deque_sampler(batch),
+            batch,
+            samples,
+        ),
+    ]
+
+
+def _rounds(variants: list[Variant], rounds: int, between: Callable[[int], str]) -> dict[str, str]:
+    """Run the interleaved rounds (round 0: warm-up, not recorded); returns crashes by label."""
+    crashed: dict[str, str] = {}
+    live = [v for v in variants if v.sample is not None]
+    with GcWatch() as gcw:
+        for round_no in range(rounds + 1):
+            for v in rotated(live, round_no):
+                sample = v.sample
+                if sample is None:
+                    continue
+                gcw.take()
+                try:
+                    values = [sample() / v.calls for _ in range(v.samples_per_round)]
+                except Exception as exc:  # a seed crashing is a result, not a harness failure
+                    crashed[v.label] = f"{type(exc).__name__}: {exc}"
+                    v.sample = None
+                    continue
+                if round_no > 0:
+                    v.values.extend(values)
+                    v.pauses += gcw.take()
+            log(f"hot path round {round_no}/{rounds} done{between(round_no)}")
+    return crashed
+
+
 def run(sizes: Sizes, tmp: Path) -> list[Table]:
-    """Measure the hot path; returns one table."""
+    """Our handlers (stream_logs only), OpenTelemetry and the floors; returns one table."""
     p = Payloads.build()
     batch, samples = sizes.hot_batch, sizes.hot_samples
     per_round_events = samples * batch * len(CALLBACKS)
     queue_size = max(100_000, 4 * per_round_events)
     drains: list[float] = []
-    seed_errors: dict[str, str] = {}
-    with handlers(
-        tmp,
-        all_features=False,
-        queue_size=queue_size,
-        seed_clearml_kwargs={"stream_logs": True},
-        seed_comet_kwargs={"stream_logs": True, "complexity_metrics": True},
-    ) as h:
+    with our_session(tmp, all_features=False, queue_size=queue_size) as h:
         variants: list[Variant] = []
         for label, handler in (("ours: ClearML", h.clearml), ("ours: Comet", h.comet)):
             for callback, make in CALLBACKS:
-                variants.append(
-                    Variant(label, callback, "ours", make(handler, p, batch), batch, samples, [])
-                )
-                variants[-1].handler = handler
-        seed_rows = (
-            ("seed: ClearML (stream_logs)", h.seed_clearml, sizes.seed_clearml_calls),
-            ("seed: Comet (stream_logs + complexity)", h.seed_comet, sizes.seed_comet_calls),
-        )
-        for label, handler, calls in seed_rows:
-            variants.append(
-                Variant(label, "on_llm_end", "seed", llm_end_sampler(handler, p, 1), 1, calls)
-            )
+                v = Variant(label, callback, "ours", make(handler, p, batch), batch, samples)
+                v.handler = handler
+                variants.append(v)
         otel, missing = otel_sampler(batch)
         variants.append(
             Variant(
@@ -275,55 +308,85 @@ def run(sizes: Sizes, tmp: Path) -> list[Table]:
                 missing=missing,
             )
         )
-        variants.append(
-            Variant(
-                "no-op handler (call floor)", "on_llm_end", "floor", None, batch, samples, []
-            )
-        )
-        variants[-1].sample = noop_handler_sampler(p, batch)
-        variants.append(
-            Variant(
-                "deque(maxlen=N).append (floor)",
-                "small tuple",
-                "floor",
-                deque_sampler(batch),
-                batch,
-                samples,
-            )
-        )
-        live = [v for v in variants if v.sample is not None]
-        for round_no in range(sizes.hot_rounds + 1):
-            for v in rotated(live, round_no):
-                assert v.sample is not None
-                try:
-                    values = [v.sample() / v.calls for _ in range(v.samples_per_round)]
-                except Exception as exc:  # a seed crashing is a result, not a harness failure
-                    seed_errors[v.label] = f"{type(exc).__name__}: {exc}"
-                    v.sample = None
-                    live.remove(v)
-                    continue
-                if round_no > 0:
-                    v.values.extend(values)
+        variants += _floors(p, batch, samples, "")
+
+        def drain(_round: int) -> str:
             with Stopwatch() as sw:
                 h.clearml.flush_tracker(timeout=300)
                 h.comet.flush_tracker(timeout=300)
             drains.append(sw.seconds)
-            log(
-                f"hot path round {round_no}/{sizes.hot_rounds} done "
-                f"(our handlers drained in {sw.seconds:.2f}s)"
-            )
+            return f" (our handlers drained in {sw.seconds:.2f}s, untimed)"
+
+        crashed = _rounds(variants, sizes.hot_rounds, drain)
         stats = {"clearml": h.clearml.stats(), "comet": h.comet.stats()}
-    return [_table(variants, stats, drains, seed_errors, h.errors, sizes)]
+    table = _table(variants, crashed, stats)
+    events = {name: s["enqueued"] for name, s in stats.items()}
+    table.raw["drain_seconds"] = drains
+    table.notes += [
+        f"{sizes.hot_rounds} rounds (+1 warm-up round, discarded); per round each of our "
+        f"(handler, callback) pairs takes {samples} samples of {batch} calls. Values are per "
+        "call: sample time / calls. The loop and the two perf_counter_ns reads are inside "
+        "every sample; the deque row is that harness plus the append.",
+        "Payloads as LangChain's run managers pass them: on_llm_end(LLMResult with one "
+        "~100-word generation and llm_output.token_usage, run_id=, parent_run_id=, tags=); "
+        "on_llm_new_token(token, run_id=, parent_run_id=, tags=, chunk=GenerationChunk); "
+        "on_chain_start(serialized dict, 2-key inputs dict, run_id=, parent_run_id=, tags=, "
+        "metadata=, name=).",
+        "Our handlers here run with stream_logs only: the callback code is the same whatever "
+        "the features (tracker/handler.py: every on_* is one EventQueue.put), and with "
+        "complexity metrics on, the Comet background spends ~25 ms per on_llm_end, so "
+        "draining this phase's on_llm_end calls would take many minutes. Targets 2 and 3 run "
+        "with all features on.",
+        f"Both our handlers' background pipelines are live during the rounds (a batch starts "
+        f"at 512 queued events), so their GIL use and garbage collections land in these "
+        f"samples. Events enqueued: {events}; dropped: "
+        f"{ {n: s['dropped'] for n, s in stats.items()} }. Untimed drain after each round: "
+        f"{', '.join(f'{d:.2f}s' for d in drains)}.",
+    ]
+    table.notes += [f"finish: {error}" for error in h.errors]
+    return [table]
 
 
-def _table(
-    variants: list[Variant],
-    stats: dict[str, dict[str, Any]],
-    drains: list[float],
-    seed_errors: dict[str, str],
-    finish_errors: list[str],
-    sizes: Sizes,
-) -> Table:
+def run_seeds(sizes: Sizes, seeds: Any) -> list[Table]:
+    """The seeds' on_llm_end (in their own process), with that process's floors."""
+    p = Payloads.build()
+    batch, samples = sizes.hot_batch, sizes.hot_samples
+    seeds.seed_comet.complexity_metrics = True
+    variants = [
+        Variant(
+            "seed: ClearML (stream_logs)",
+            "on_llm_end",
+            "seed",
+            llm_end_sampler(seeds.seed_clearml, p, 1),
+            1,
+            sizes.seed_clearml_calls,
+        ),
+        Variant(
+            "seed: Comet (stream_logs + complexity)",
+            "on_llm_end",
+            "seed",
+            llm_end_sampler(seeds.seed_comet, p, 1),
+            1,
+            sizes.seed_comet_calls,
+        ),
+        *_floors(p, batch, samples, " [seeds' process]"),
+    ]
+    crashed = _rounds(variants, sizes.hot_rounds, lambda _round: " (seeds)")
+    seeds.seed_comet.complexity_metrics = False
+    table = _table(variants, crashed, {})
+    table.notes += [
+        "Seed rows and the rows marked [seeds' process] come from a separate process (ClearML "
+        "allows one Task per process; comet_ml ends the previous experiment when a new one "
+        f"starts), interleaved the same way: {sizes.seed_clearml_calls} (ClearML) and "
+        f"{sizes.seed_comet_calls} (Comet) single-call samples per round; their ratio is "
+        "against that process's deque floor.",
+        "The ClearML seed echoes every record to stdout (report_text's print_console default); "
+        "the phase's stdout goes to /dev/null.",
+    ]
+    return [table]
+
+
+def _table(variants: list[Variant], crashed: dict[str, str], stats: dict[str, Any]) -> Table:
     table = Table(
         id="hotpath",
         title="1. Hot path: one callback called directly (caller-side cost per call)",
@@ -338,6 +401,7 @@ def _table(
             "target",
             "met?",
             "samples x calls",
+            "GC pauses ≥ 5 ms in its turns",
             "dropped",
         ],
     )
@@ -345,9 +409,9 @@ def _table(
     floor_median = Summary.of(floor.values).median
     raw: dict[str, Any] = {}
     for v in variants:
-        if v.sample is None and not v.values:
-            reason = v.missing or seed_errors.get(v.label, "not measured")
-            table.add(v.label, v.callback, reason, "", "", "", "—", "—", "", "")
+        if not v.values:
+            reason = v.missing or crashed.get(v.label, "not measured")
+            table.add(v.label, v.callback, reason, "", "", "", "—", "—", "", "", "")
             continue
         s = Summary.of(v.values)
         ok: bool | None = None
@@ -356,9 +420,10 @@ def _table(
         if v.kind == "ours":
             ok = s.median <= TARGET_MEDIAN_NS and s.p99 <= TARGET_P99_NS
             target = "≤ 2 µs / ≤ 10 µs"
-            name = "clearml" if "ClearML" in v.label else "comet"
-            dropped = str(stats[name]["dropped"])
-            table.verdicts[f"{v.label} {v.callback}"] = ok
+            dropped = str(stats["clearml" if "ClearML" in v.label else "comet"]["dropped"])
+            check = f"{v.label} {v.callback}: median ≤ 2 µs, p99 ≤ 10 µs"
+            table.verdicts[check] = ok
+            table.measured[check] = f"median {fmt_ns(s.median)}, p99 {fmt_ns(s.p99)}"
         table.add(
             v.label,
             v.callback,
@@ -369,37 +434,11 @@ def _table(
             target,
             met(ok),
             f"{s.n} x {v.calls}",
+            describe_pauses(v.pauses),
             dropped,
         )
         raw[f"{v.label} {v.callback}"] = vars(s)
-    table.raw = {"summaries": raw, "stats": stats, "drain_seconds": drains}
-    events = {name: s["enqueued"] for name, s in stats.items()}
-    table.notes += [
-        f"{sizes.hot_rounds} rounds (+1 warm-up round, discarded); per round each of our "
-        f"(handler, callback) pairs takes {sizes.hot_samples} samples of {sizes.hot_batch} "
-        "calls, the seeds one call per sample. Values are per call: sample time / calls. The "
-        "loop and the two perf_counter_ns reads are inside every sample; the deque row is "
-        "that harness plus the append.",
-        "Payloads as LangChain's run managers pass them: on_llm_end(LLMResult with one "
-        "~100-word generation and llm_output.token_usage, run_id=, parent_run_id=, tags=); "
-        "on_llm_new_token(token, run_id=, parent_run_id=, tags=, chunk=GenerationChunk); "
-        "on_chain_start(serialized dict, 2-key inputs dict, run_id=, parent_run_id=, tags=, "
-        "metadata=, name=).",
-        "Our handlers here run with stream_logs only: the callback code is the same whatever "
-        "the features (tracker/handler.py: every on_* is one EventQueue.put), and with "
-        "complexity metrics and visualizations on, the background needs tens of ms per "
-        "on_llm_end (target 3 and the notes below), which would make draining this phase's "
-        "on_llm_end calls take many minutes. Targets 2 and 3 run with all features on.",
-        f"Both our handlers' background pipelines are live during the rounds (batches start "
-        f"at 512 queued events), so their GIL use lands in these samples. Events enqueued: "
-        f"{events}; dropped: "
-        f"{ {n: s['dropped'] for n, s in stats.items()} }. Untimed drain after each round: "
-        f"{', '.join(f'{d:.2f}s' for d in drains)}.",
-        "The ClearML seed echoes every record to stdout (report_text's print_console default); "
-        "the phase's stdout goes to /dev/null.",
-    ]
-    for label, error in seed_errors.items():
+    for label, error in crashed.items():
         table.notes.append(f"{label} raised and was dropped from the rounds: {error}")
-    for error in finish_errors:
-        table.notes.append(f"finish: {error}")
+    table.raw = {"summaries": raw, "stats": stats}
     return table

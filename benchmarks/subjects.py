@@ -1,8 +1,8 @@
 """The handlers under test: ours (offline) and langchain_community's seeds (via tests.oracle).
 
-One ClearML Task per process: the ClearML seed is started first (``tests.oracle.seed_clearml``
-creates a Task with ClearML's slow parts off) and our ClearML handler reuses it, as the seed does
-with ``Task.current_task()``. Our handler finishes that Task at the end of the phase.
+Ours and the seeds never share a process: ClearML allows one live Task per process (a second
+handler reuses ``Task.current_task()``), and comet_ml ends the previous experiment as soon as
+another one is created, so whichever Comet handler came first would log into an ended experiment.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class Handlers:
     seed_clearml: Any = None
     seed_comet: Any = None
     errors: list[str] = field(default_factory=list)
+    finish_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def ours(self) -> list[Any]:
@@ -83,37 +84,41 @@ def our_handlers(offline_dir: Path, *, all_features: bool, queue_size: int) -> t
 
 
 @contextlib.contextmanager
-def handlers(
-    tmp: Path,
-    *,
-    all_features: bool,
-    queue_size: int,
-    seed_clearml_kwargs: dict[str, Any],
-    seed_comet_kwargs: dict[str, Any],
-) -> Iterator[Handlers]:
-    """Seeds and ours, live for the ``with`` block; ours are finished on exit."""
+def our_session(tmp: Path, *, all_features: bool, queue_size: int) -> Iterator[Handlers]:
+    """Our two handlers, live for the ``with`` block and finished on exit."""
+    log("starting our handlers")
+    clearml, comet = our_handlers(tmp / "offline", all_features=all_features, queue_size=queue_size)
+    found = Handlers(clearml, comet)
+    try:
+        yield found
+    finally:
+        # comet_ml keeps one experiment per process and ends the previous one when another
+        # starts: a phase that did so would have logged into an ended experiment.
+        if not getattr(comet.experiment, "alive", True):
+            found.errors.append("our Comet experiment had been ended before the finish")
+        for name, handler in (("clearml", clearml), ("comet", comet)):
+            log(f"finishing our {name} handler")
+            result = handler.flush_tracker(finish=True, timeout=300)
+            found.finish_seconds[name] = result.seconds
+            if not result.ok:
+                found.errors.append(f"our {name} finish: {result}")
+
+
+@contextlib.contextmanager
+def seed_session(tmp: Path) -> Iterator[Handlers]:
+    """langchain_community's two handlers, offline (``tests.oracle``), stream_logs on.
+
+    They get a process of their own: ClearML allows one Task per process, and comet_ml ends the
+    previous experiment when a new one starts, so they cannot share one with ours.
+    """
     from tests.oracle import seed_clearml, seed_comet
 
     with contextlib.ExitStack() as stack:
-        log("starting the ClearML seed (and the process's one ClearML Task)")
-        seed_c = stack.enter_context(seed_clearml(tmp / "seed-clearml", **seed_clearml_kwargs))
-        log("starting our handlers")
-        clearml, comet = our_handlers(
-            tmp / "offline", all_features=all_features, queue_size=queue_size
-        )
-        log("starting the Comet seed")
-        seed_m = stack.enter_context(seed_comet(tmp / "seed-comet", **seed_comet_kwargs))
-        found = Handlers(clearml, comet, seed_c.handler, seed_m.handler)
-        try:
-            yield found
-        finally:
-            # Ours first: our ClearML handler closes the shared Task, the seed's close is a no-op.
-            for name, handler in (("clearml", clearml), ("comet", comet)):
-                log(f"finishing our {name} handler")
-                result = handler.flush_tracker(finish=True, timeout=300)
-                if not result.ok:
-                    found.errors.append(f"our {name} finish: {result}")
-            log("closing the seeds")
+        log("starting the seeds")
+        seed_c = stack.enter_context(seed_clearml(tmp / "seed-clearml", stream_logs=True))
+        seed_m = stack.enter_context(seed_comet(tmp / "seed-comet", stream_logs=True))
+        yield Handlers(None, None, seed_c.handler, seed_m.handler)
+        log("closing the seeds")
 
 
 class CallbackErrorCounter(logging.Handler):
