@@ -214,12 +214,15 @@ def test_failing_sink_is_reported_and_pipeline_keeps_going(offline_dir: Path):
         batch_size=2,
         _wrap_sink=lambda sink: FaultySink(sink, fail_every=2),
     )
+    results = []
     for i in range(2):
         handler.on_text(f"a{i}")
-        handler.flush_tracker(name="probe")  # one batch per flush: write 1 ok, write 2 fails
+        results.append(handler.flush_tracker(name="probe"))  # one batch each: 2nd write fails
+    assert results[0].ok and not results[1].ok
+    assert "injected fault on write 2" in results[1].errors[0]
     result = handler.flush_tracker(name="end", finish=True)
     assert handler.stats()["sink_errors"] == 1
-    assert handler.archive_path is not None and result.errors == []
+    assert handler.archive_path is not None and result.errors == []  # reported once, earlier
 
 
 @pytest.mark.parametrize("finish", [True])
@@ -243,3 +246,19 @@ def test_langchain_asset_is_saved_offline(offline_dir: Path, finish: bool):
         m.get("name") == "asset-model" or "asset-model" in json.dumps(m)
         for m in comet_archive.models()
     )
+
+
+def test_comet_experiment_ended_by_another_is_reported(offline_dir: Path):
+    import comet_ml
+
+    from workers.sinks.comet import AUTO_LOGGING_OFF
+
+    handler = CometCallbackHandler(offline_dir=offline_dir)
+    handler.on_text("before")
+    assert handler.flush_tracker(timeout=30).ok
+    other = comet_ml.OfflineExperiment(offline_directory=str(offline_dir), **AUTO_LOGGING_OFF)
+    handler.on_text("after")  # our experiment was ended by comet_ml when `other` started
+    result = handler.flush_tracker(timeout=30)
+    assert not result.ok and any("ended by another experiment" in e for e in result.errors)
+    assert handler.stats()["sink_errors"] >= 1
+    other.end()

@@ -62,6 +62,7 @@ class Pipeline:
         self.degraded = 0
         self.metrics_skipped = 0
         self._live: list[Sink] = []
+        self._write_errors: list[str] = []  # since the last flush, reported in its result
         self._metric_processes = metric_processes
         self._analyzer: Any = None
         self._pages_off = False
@@ -207,7 +208,9 @@ class Pipeline:
     async def _deliver(self, records: list[Record]) -> None:
         self.degraded += sum(1 for r in records if r.degraded)
         await self._analyze(records)
-        await self._each_sink(lambda sink: sink.write(records))
+        errors = await self._each_sink(lambda sink: sink.write(records))
+        if errors and len(self._write_errors) < 20:
+            self._write_errors.extend(f"{e} ({len(records)} events)" for e in errors)
         self.queue.delivered += len(records)
 
     async def _each_sink(self, step: Callable[[Sink], Awaitable[None]]) -> list[str]:
@@ -234,7 +237,12 @@ class Pipeline:
         started = time.monotonic()
         try:
             errors = await self._each_sink(lambda sink: sink.flush(request))
-            errors = [*(f"{n}: {e}" for n, e in self.open_errors.items()), *errors]
+            errors = [
+                *(f"{n}: {e}" for n, e in self.open_errors.items()),
+                *self._write_errors,
+                *errors,
+            ]
+            self._write_errors = []
         except Exception as exc:  # pragma: no cover - _each_sink guards every sink
             errors = [repr(exc)]
         queue = self.queue

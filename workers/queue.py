@@ -18,6 +18,7 @@ from uuid import UUID
 from workers.event import Event, Kind
 
 DEFAULT_QUEUE_SIZE = 100_000
+_new = tuple.__new__
 
 
 def _peek(counter: itertools.count[int]) -> int:
@@ -71,7 +72,8 @@ class EventQueue:
         if len(items) >= self.maxsize:
             next(self._dropped)
             return False
-        items.append(Event(kind, seq, time(), run_id, parent_run_id, data, extra))
+        # tuple.__new__ skips NamedTuple's generated __new__ (~390 ns of a ~700 ns put).
+        items.append(_new(Event, (kind, seq, time(), run_id, parent_run_id, data, extra)))
         if len(items) == self._wake_at and self._wake is not None:
             self._wake()
         return True

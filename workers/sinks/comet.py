@@ -127,8 +127,20 @@ class CometSink(Sink):
         """Texts and metric summaries now; rows kept for the session tables."""
         await anyio.to_thread.run_sync(self._write, records)
 
-    def _write(self, records: list[Record]) -> None:
+    def _alive(self) -> Any:
         experiment = self.experiment
+        if not getattr(experiment, "alive", True):
+            # comet_ml runs one experiment per process: creating another ends this one, and
+            # every later log call would be silently discarded.
+            raise RuntimeError(
+                "the Comet experiment was ended by another experiment created in this process "
+                "(comet_ml allows one running experiment at a time); use one CometCallbackHandler "
+                "per process, or flush_tracker(reset=True) to start a new experiment"
+            )
+        return experiment
+
+    def _write(self, records: list[Record]) -> None:
+        experiment = self._alive()
         actions: list[dict[str, Any]] = []
         pairs: list[dict[str, Any]] = []
         for record in records:
@@ -157,7 +169,7 @@ class CometSink(Sink):
         await anyio.to_thread.run_sync(self._flush, request, session, renders)
 
     def _flush(self, request: FlushRequest, session: Any, renders: list[dict[str, Any]]) -> None:
-        experiment = self.experiment
+        experiment = self._alive()
         if not session.empty:
             experiment.log_table("langchain-llm-session.csv", session)
         experiment.log_asset_data(
