@@ -261,4 +261,5 @@ def test_comet_experiment_ended_by_another_is_reported(offline_dir: Path):
     result = handler.flush_tracker(timeout=30)
     assert not result.ok and any("ended by another experiment" in e for e in result.errors)
     assert handler.stats()["sink_errors"] >= 1
+    assert not handler.flush_tracker(finish=True, timeout=30).ok  # closes the pipeline
     other.end()
