@@ -248,18 +248,25 @@ def test_langchain_asset_is_saved_offline(offline_dir: Path, finish: bool):
     )
 
 
-def test_comet_experiment_ended_by_another_is_reported(offline_dir: Path):
+@pytest.mark.parametrize("sink_process", [False, True])
+def test_another_comet_experiment_in_the_process(offline_dir: Path, sink_process: bool):
     import comet_ml
 
     from workers.sinks.comet import AUTO_LOGGING_OFF
 
-    handler = CometCallbackHandler(offline_dir=offline_dir)
+    handler = CometCallbackHandler(offline_dir=offline_dir, sink_process=sink_process)
     handler.on_text("before")
     assert handler.flush_tracker(timeout=30).ok
     other = comet_ml.OfflineExperiment(offline_directory=str(offline_dir), **AUTO_LOGGING_OFF)
-    handler.on_text("after")  # our experiment was ended by comet_ml when `other` started
+    handler.on_text("after")
     result = handler.flush_tracker(timeout=30)
-    assert not result.ok and any("ended by another experiment" in e for e in result.errors)
-    assert handler.stats()["sink_errors"] >= 1
-    assert not handler.flush_tracker(finish=True, timeout=30).ok  # closes the pipeline
+    if sink_process:  # ours lives in the child process: untouched
+        assert result.ok
+        assert handler.flush_tracker(finish=True, timeout=30).ok
+        texts = [t for t, _ in read_comet_archive(handler.archive_path).texts()]
+        assert texts == ["before", "after"]
+    else:  # comet_ml ended ours when `other` started: reported, not silently lost
+        assert not result.ok and any("ended by another experiment" in e for e in result.errors)
+        assert handler.stats()["sink_errors"] >= 1
+        assert not handler.flush_tracker(finish=True, timeout=30).ok  # closes the pipeline
     other.end()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,6 +14,15 @@ from workers.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL
 from workers.queue import DEFAULT_QUEUE_SIZE
 from workers.sinks.base import Sink
 from workers.sinks.clearml import ClearMLSink
+from workers.sinks.remote import RemoteSink
+
+
+def _clearml_task_is_current() -> bool:
+    """True when this process has a ClearML Task: a current one, or one an agent runs it for."""
+    if os.environ.get("CLEARML_TASK_ID") or os.environ.get("TRAINS_TASK_ID"):
+        return True
+    clearml = sys.modules.get("clearml")
+    return clearml is not None and clearml.Task.current_task() is not None
 
 
 class ClearMLCallbackHandler(SeedCompatibleHandler):
@@ -35,6 +45,9 @@ class ClearMLCallbackHandler(SeedCompatibleHandler):
         batch_size: events per batch (and the queue depth that wakes the worker).
         flush_interval: seconds between batches when the queue is quiet.
         metric_processes: worker processes for complexity metrics and visualizations.
+        sink_process: run the ClearML SDK in a child process (None: yes, unless a Task is
+            already current in this process, which is then reused as the seed does). With a
+            child process, ``.task`` and ``.logger`` live there and are not available here.
     """
 
     def __init__(
@@ -53,6 +66,7 @@ class ClearMLCallbackHandler(SeedCompatibleHandler):
         batch_size: int = DEFAULT_BATCH_SIZE,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         metric_processes: int = 2,
+        sink_process: bool | None = None,
         _wrap_sink: Callable[[Sink], Sink] | None = None,
     ) -> None:
         """Start the pipeline; the ClearML Task is created in the background."""
@@ -65,17 +79,34 @@ class ClearMLCallbackHandler(SeedCompatibleHandler):
         self.stream_logs = stream_logs
         self.offline = resolve_offline(offline, clearml_configured())
         self.offline_dir = resolve_offline_dir(offline_dir)
-        sink = ClearMLSink(
-            task_type=task_type,
-            project_name=project_name,
-            tags=list(tags) if tags else None,
-            task_name=task_name,
-            visualize=visualize,
-            complexity_metrics=complexity_metrics,
-            stream_logs=stream_logs,
-            offline=self.offline,
-            offline_dir=self.offline_dir,
+        kwargs: dict[str, Any] = {
+            "task_type": task_type,
+            "project_name": project_name,
+            "tags": list(tags) if tags else None,
+            "task_name": task_name,
+            "visualize": visualize,
+            "complexity_metrics": complexity_metrics,
+            "stream_logs": stream_logs,
+            "offline": self.offline,
+            "offline_dir": self.offline_dir,
+        }
+        # A Task already current in this process is reused, as the seed does: that needs the
+        # sink here. Otherwise the SDK runs in a child process, off this process's GIL.
+        self.sink_process = (
+            not _clearml_task_is_current() if sink_process is None else bool(sink_process)
         )
+        sink: Sink
+        if self.sink_process:
+            sink = RemoteSink(
+                "workers.sinks.clearml.ClearMLSink",
+                kwargs,
+                name="clearml",
+                needs_complexity=complexity_metrics,
+                needs_pages=visualize,
+                metric_processes=metric_processes,
+            )
+        else:
+            sink = ClearMLSink(**kwargs)
         super().__init__(
             sink,
             queue_size=queue_size,
@@ -84,19 +115,16 @@ class ClearMLCallbackHandler(SeedCompatibleHandler):
             metric_processes=metric_processes,
             wrap_sink=_wrap_sink,
         )
-        self._clearml = sink
 
     @property
     def task(self) -> Any:
         """The ClearML Task (waits for the background start, at most a minute)."""
-        self._wait_open()
-        return self._clearml.task
+        return self._in_process("task").task
 
     @property
     def logger(self) -> Any:
         """The Task's ClearML Logger."""
-        self._wait_open()
-        return self._clearml.logger
+        return self._in_process("logger").logger
 
     def flush_tracker(
         self,

@@ -13,6 +13,7 @@ from workers.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL
 from workers.queue import DEFAULT_QUEUE_SIZE
 from workers.sinks.base import Sink
 from workers.sinks.comet import CometSink
+from workers.sinks.remote import RemoteSink
 
 
 class CometCallbackHandler(SeedCompatibleHandler):
@@ -30,7 +31,8 @@ class CometCallbackHandler(SeedCompatibleHandler):
 
     Keyword-only extras: ``offline`` (None: offline when no COMET_API_KEY / .comet.config),
     ``offline_dir``, ``queue_size``, ``batch_size``, ``flush_interval``, ``metric_processes``, as
-    for :class:`~tracker.ClearMLCallbackHandler`.
+    for :class:`~tracker.ClearMLCallbackHandler`; ``sink_process`` (default True) runs comet_ml
+    in a child process, where ``.experiment`` then lives.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class CometCallbackHandler(SeedCompatibleHandler):
         batch_size: int = DEFAULT_BATCH_SIZE,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         metric_processes: int = 2,
+        sink_process: bool = True,
         _wrap_sink: Callable[[Sink], Sink] | None = None,
     ) -> None:
         """Start the pipeline; the Comet experiment is created in the background."""
@@ -65,19 +68,31 @@ class CometCallbackHandler(SeedCompatibleHandler):
         self.stream_logs = stream_logs
         self.offline = resolve_offline(offline, comet_configured())
         self.offline_dir = resolve_offline_dir(offline_dir)
-        sink = CometSink(
-            task_type=task_type,
-            workspace=workspace,
-            project_name=project_name,
-            tags=list(tags) if tags else None,
-            name=name,
-            visualizations=visualizations,
-            complexity_metrics=complexity_metrics,
-            custom_metrics=custom_metrics,
-            stream_logs=stream_logs,
-            offline=self.offline,
-            offline_dir=self.offline_dir,
-        )
+        kwargs: dict[str, Any] = {
+            "task_type": task_type,
+            "workspace": workspace,
+            "project_name": project_name,
+            "tags": list(tags) if tags else None,
+            "name": name,
+            "visualizations": visualizations,
+            "complexity_metrics": complexity_metrics,
+            "stream_logs": stream_logs,
+            "offline": self.offline,
+            "offline_dir": self.offline_dir,
+        }
+        self.sink_process = bool(sink_process)
+        sink: Sink
+        if self.sink_process:
+            sink = RemoteSink(
+                "workers.sinks.comet.CometSink",
+                kwargs,
+                name="comet",
+                needs_complexity=complexity_metrics,
+                metric_processes=metric_processes,
+                custom_metrics=custom_metrics,
+            )
+        else:
+            sink = CometSink(custom_metrics=custom_metrics, **kwargs)
         super().__init__(
             sink,
             queue_size=queue_size,
@@ -86,13 +101,11 @@ class CometCallbackHandler(SeedCompatibleHandler):
             metric_processes=metric_processes,
             wrap_sink=_wrap_sink,
         )
-        self._comet = sink
 
     @property
     def experiment(self) -> Any:
         """The Comet experiment (waits for the background start, at most a minute)."""
-        self._wait_open()
-        return self._comet.experiment
+        return self._in_process("experiment").experiment
 
     def flush_tracker(
         self,

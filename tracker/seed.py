@@ -16,6 +16,7 @@ from workers.counters import COUNTER_NAMES
 from workers.flush import FlushRequest, FlushResult
 from workers.pipeline import Pipeline
 from workers.sinks.base import Sink
+from workers.sinks.remote import RemoteSink
 
 OPEN_WAIT_SECONDS = 60.0
 
@@ -113,7 +114,18 @@ class SeedCompatibleHandler(QueueingCallbackHandler):
     @property
     def action_records(self) -> list[dict[str, Any]]:
         """The action rows since the last flush (as processed so far)."""
-        return list(self._sink.store.table("actions"))  # type: ignore[attr-defined]
+        return list(self._in_process("action_records").store.table("actions"))
+
+    def _in_process(self, what: str) -> Any:
+        """The real sink, when it runs in this process; else a clear error."""
+        sink = getattr(self._sink, "inner", self._sink)
+        if isinstance(sink, RemoteSink):
+            raise RuntimeError(
+                f"{type(self).__name__}.{what} lives in the tracker's sink process; "
+                "pass sink_process=False to the handler to use it from this process"
+            )
+        self._wait_open()
+        return sink
 
     def analyze_text(self, text: str) -> dict[str, Any]:
         """The 16 complexity metrics of ``text`` if complexity_metrics is on (computed now)."""

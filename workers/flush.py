@@ -22,6 +22,16 @@ class FlushRequest:
     options: dict[str, Any] = field(default_factory=dict)
     done: Future[FlushResult] = field(default_factory=Future)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the caller's future (it stays with the caller)."""
+        state = dict(self.__dict__)
+        del state["done"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle with a fresh future."""
+        self.__dict__.update(state, done=Future())
+
 
 @dataclass
 class FlushResult:

@@ -26,7 +26,9 @@ class Record:
     ``fields`` depends on ``kind`` (see :func:`convert`); ``event`` keeps the original references
     for user hooks that want the real objects (Comet's ``custom_metrics`` takes a Generation).
     ``complexity`` holds the text metrics per generation (LLM ends) once the analyzer ran, and
-    ``pages`` the ClearML-style dependency/entity HTML pages per generation.
+    ``pages`` the ClearML-style dependency/entity HTML pages per generation, ``custom`` the
+    user's custom metrics per generation when they were computed before the record left
+    the process.
     """
 
     event: Event
@@ -37,6 +39,45 @@ class Record:
     degraded: bool = False
     complexity: list[dict[str, Any]] | None = None
     pages: list[tuple[str, str] | None] | None = None
+    custom: list[dict[str, Any]] | None = None
+
+    def to_wire(self) -> tuple[Any, ...]:
+        """Plain data for another process: no original payloads, run ids as ints.
+
+        Tuples of builtins pickle several times faster than the dataclass, the Event named
+        tuple, the Kind enum and UUIDs would (measured in benchmarks/RESULTS.md).
+        """
+        event = self.event
+        return (
+            event.kind.value,
+            event.seq,
+            event.time,
+            event.run_id.int if event.run_id is not None else None,
+            event.parent_run_id.int if event.parent_run_id is not None else None,
+            self.fields,
+            self.name,
+            self.tags,
+            self.metadata,
+            self.degraded,
+            self.complexity,
+            self.pages,
+            self.custom,
+        )
+
+    @classmethod
+    def from_wire(cls, wire: tuple[Any, ...]) -> Record:
+        """The record :meth:`to_wire` described (without its original payloads)."""
+        kind, seq, time, run, parent, fields, name, tags, metadata, degraded, *analysis = wire
+        event = Event(
+            Kind(kind),
+            seq,
+            time,
+            UUID(int=run) if run is not None else None,
+            UUID(int=parent) if parent is not None else None,
+            (),
+            {},
+        )
+        return cls(event, fields, name, tags, metadata, degraded, *analysis)
 
     @property
     def kind(self) -> Kind:

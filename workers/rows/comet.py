@@ -131,6 +131,7 @@ class CometRows:
         starts = started[0] if started else []
         complexity = record.complexity or []
         originals = _original_generations(record)
+        precomputed = record.custom
         complexity_rows: list[dict[str, Any]] = []
         custom_rows: list[dict[str, Any]] = []
         index = 0
@@ -141,7 +142,10 @@ class CometRows:
                     complexity_rows.append(complexity[index])
                     row.update(complexity[index])
                 index += 1
-                custom = self._custom(originals, prompt_idx, gen_idx)
+                if precomputed is not None:
+                    custom = precomputed[index - 1] if index - 1 < len(precomputed) else {}
+                else:
+                    custom = self._custom(originals, prompt_idx, gen_idx)
                 if custom:
                     custom_rows.append(custom)
                     row.update(custom)
@@ -152,6 +156,15 @@ class CometRows:
         for metrics in (complexity_rows, custom_rows):
             if metrics:
                 out.metrics.extend((key, value, step) for key, value in describe(metrics).items())
+
+    def custom_for(self, record: Record) -> list[dict[str, Any]]:
+        """The custom metrics of every generation of an LLM end (needs the original objects)."""
+        originals = _original_generations(record)
+        return [
+            self._custom(originals, p, g)
+            for p, gens in enumerate(record.fields.get("generations", []))
+            for g in range(len(gens))
+        ]
 
     def _custom(self, originals: Any, prompt_idx: int, gen_idx: int) -> dict[str, Any]:
         if self.custom_metrics is None:
@@ -167,7 +180,8 @@ class CometRows:
 
 
 def _original_generations(record: Record) -> Any:
-    return getattr(record.event.data[0], "generations", [])
+    data = record.event.data
+    return getattr(data[0], "generations", []) if data else []
 
 
 def session_table(pairs: list[dict[str, Any]]) -> pd.DataFrame:

@@ -1,36 +1,54 @@
-"""Saving a ``langchain_asset`` (what a user passes to ``flush_tracker``) to a JSON file.
+"""A ``langchain_asset`` (what a user passes to ``flush_tracker``) saved as JSON.
 
 Legacy chains and agents have ``.save`` / ``.save_agent``; LCEL runnables have neither, so they
 are written with langchain_core's own serialization (``dumpd``), which every Runnable supports.
+The snapshot is plain data, so it can cross to a sink running in another process.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from workers.sanitize import to_jsonable
 
 
-def save_asset(asset: Any, path: Path) -> Path:
-    """Write ``asset`` to ``path`` as JSON, the best way it supports; returns ``path``."""
+@dataclass(frozen=True)
+class SavedAsset:
+    """The asset's JSON text and its model parameters (as the Comet seed looks them up)."""
+
+    json_text: str
+    llm_parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def _json_text(asset: Any) -> str:
     for method in ("save", "save_agent"):
         save = getattr(asset, method, None)
         if callable(save):
-            try:
-                save(path)
-                return path
-            except (ValueError, NotImplementedError, AttributeError, TypeError):
-                continue
+            with tempfile.TemporaryDirectory(prefix="tracker-asset-") as folder:
+                path = Path(folder) / "model.json"
+                try:
+                    save(path)
+                    return path.read_text(encoding="utf-8")
+                except (ValueError, NotImplementedError, AttributeError, TypeError, OSError):
+                    continue
     from langchain_core.load import dumpd
 
     try:
         data = dumpd(asset)
     except Exception:
         data = to_jsonable(asset)
-    path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
-    return path
+    return json.dumps(data, indent=2, default=str)
+
+
+def snapshot_asset(asset: Any) -> SavedAsset:
+    """``asset`` as a :class:`SavedAsset` (returned as is if it already is one)."""
+    if isinstance(asset, SavedAsset):
+        return asset
+    return SavedAsset(json_text=_json_text(asset), llm_parameters=llm_parameters(asset))
 
 
 def llm_parameters(asset: Any) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from workers.flush import FlushRequest
 from workers.records import Record
 from workers.rows.clearml import ClearMLRows, session_analysis
 from workers.session import SessionStore
-from workers.sinks.asset import save_asset
+from workers.sinks.asset import snapshot_asset
 from workers.sinks.base import Sink
 
 logger = logging.getLogger("tracker.sinks.clearml")
@@ -169,10 +169,12 @@ class ClearMLSink(Sink):
     def _log_asset(self, asset: Any, name: str | None) -> None:
         from clearml import OutputModel
 
+        saved = snapshot_asset(asset)
         folder = Path(tempfile.mkdtemp(prefix="tracker-asset-"))
         try:
-            path = save_asset(asset, folder / "model.json")
-            model = OutputModel(task=self.task, config_text=path.read_text(encoding="utf-8"))
+            path = folder / "model.json"
+            path.write_text(saved.json_text, encoding="utf-8")
+            model = OutputModel(task=self.task, config_text=saved.json_text)
             if self.task.is_offline():
                 # update_weights() first reads .published, which fails on the offline DummyModel.
                 model._update_weights_offline(weights_filename=str(path), target_filename=name)

@@ -21,7 +21,7 @@ from workers.flush import FlushRequest
 from workers.records import Record
 from workers.rows.comet import CometRows, session_table
 from workers.session import SessionStore
-from workers.sinks.asset import llm_parameters, save_asset
+from workers.sinks.asset import snapshot_asset
 from workers.sinks.base import Sink
 
 logger = logging.getLogger("tracker.sinks.comet")
@@ -196,10 +196,12 @@ class CometSink(Sink):
             self._reset(request.options)
 
     def _log_model(self, asset: Any) -> None:
-        self.experiment.log_parameters(llm_parameters(asset), prefix="model")
+        saved = snapshot_asset(asset)
+        self.experiment.log_parameters(saved.llm_parameters, prefix="model")
         folder = Path(tempfile.mkdtemp(prefix="tracker-asset-"))
         try:
-            path = save_asset(asset, folder / "model.json")
+            path = folder / "model.json"
+            path.write_text(saved.json_text, encoding="utf-8")
             self.experiment.log_model(self.experiment_name or LANGCHAIN_MODEL_NAME, str(path))
         finally:
             shutil.rmtree(folder, ignore_errors=True)
