@@ -33,7 +33,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
-PHASES = ("hotpath", "pipeline", "seeds")
+PHASES = ("hotpath", "pipeline", "seeds", "serving")
 PHASE_TIMEOUT = 900
 
 
@@ -76,6 +76,10 @@ def run_phase(name: str, size: str, result: Path, tmp: Path) -> None:
             "streamer thread still holds, then zips)."
         )
         tables[-1].notes += [f"finish: {error}" for error in h.errors]
+    elif name == "serving":
+        from benchmarks import serving
+
+        tables = [serving.run(sizes, tmp)]
     else:
         from benchmarks import chain, hotpath
         from benchmarks.subjects import seed_session
