@@ -27,22 +27,23 @@ from workers.sinks.base import Sink
 
 logger = logging.getLogger("tracker.sink_host")
 
-_HEADER = struct.Struct(">I")
+#: Frame header: the pickle's length, 4 bytes big-endian (shared with workers.sinks.remote).
+HEADER = struct.Struct(">I")
 
 
 def write_frame(stream: IO[bytes], message: Any) -> None:
     """Send one pickled message."""
     data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(_HEADER.pack(len(data)) + data)
+    stream.write(HEADER.pack(len(data)) + data)
     stream.flush()
 
 
 def read_frame(stream: IO[bytes]) -> Any:
     """Receive one pickled message; None at end of stream."""
-    header = stream.read(_HEADER.size)
-    if len(header) < _HEADER.size:
+    header = stream.read(HEADER.size)
+    if len(header) < HEADER.size:
         return None
-    (size,) = _HEADER.unpack(header)
+    (size,) = HEADER.unpack(header)
     data = stream.read(size)
     if len(data) < size:
         return None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import struct
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,10 +23,10 @@ from workers.event import Kind
 from workers.flush import FlushRequest
 from workers.records import Record
 from workers.rows.comet import CometRows
+from workers.sink_host import HEADER
 from workers.sinks.asset import snapshot_asset
 from workers.sinks.base import Sink
 
-_HEADER = struct.Struct(">I")
 EXIT_WAIT_SECONDS = 30.0
 # ClearML marks the process that ran Task.init; a child inheriting the mark takes itself for a
 # sub-process of that Task and gets a stub. The sink process is a program of its own.
@@ -138,9 +137,9 @@ class RemoteSink(Sink):
             raise SinkProcessError(f"the {self.name} sink process is not running")
         data = pickle.dumps((op, payload), protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            await process.stdin.send(_HEADER.pack(len(data)) + data)
-            header = await self._receive(_HEADER.size)
-            reply = pickle.loads(await self._receive(_HEADER.unpack(header)[0]))
+            await process.stdin.send(HEADER.pack(len(data)) + data)
+            header = await self._receive(HEADER.size)
+            reply = pickle.loads(await self._receive(HEADER.unpack(header)[0]))
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise SinkProcessError(
                 f"the {self.name} sink process exited (code {process.returncode}) during '{op}'"
