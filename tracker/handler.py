@@ -1,7 +1,8 @@
 """The hot path: every LangChain callback becomes one small record appended to a bounded queue.
 
 Read this file top to bottom: it is all the tracker does on the caller's path. No copies (but a
-shallow one of chain input/output dicts, which agents keep appending to), no conversion, no
+shallow one of chain input/output dicts, so a caller reusing its dict cannot change what is
+logged), no conversion, no
 logging, no lock, no SDK call. Everything else happens in ``workers`` on a background loop.
 
 Why synchronous methods with ``run_inline = True``: LangChain calls such a method directly from
@@ -43,7 +44,7 @@ _CUSTOM_EVENT = Kind.CUSTOM_EVENT
 
 
 def _own(value: Any) -> Any:
-    """A shallow copy of a plain dict (callers mutate those later), anything else as is."""
+    """A shallow copy of a plain dict (its values stay shared), anything else as is."""
     return dict(value) if type(value) is dict else value
 
 

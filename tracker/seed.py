@@ -6,7 +6,6 @@ of the last processed event, which is exact after a flush.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -148,13 +147,7 @@ class SeedCompatibleHandler(QueueingCallbackHandler):
         self._pipeline.opened.wait(OPEN_WAIT_SECONDS)
 
     def _flush(self, request: FlushRequest, timeout: float | None) -> FlushResult:
-        started = time.monotonic()
-        result = self._pipeline.flush(request, timeout)
-        result.seconds = time.monotonic() - started
-        return result
+        return self._pipeline.flush(request, timeout)
 
     async def _aflush(self, request: FlushRequest, timeout: float | None) -> FlushResult:
-        started = time.monotonic()
-        result = await self._pipeline.aflush(request, timeout)
-        result.seconds = time.monotonic() - started
-        return result
+        return await self._pipeline.aflush(request, timeout)

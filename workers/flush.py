@@ -39,7 +39,8 @@ class FlushResult:
 
     ``written``: events delivered to the backends since the previous flush; ``dropped``: events
     refused by the full queue since then; ``pending``: events still queued at the deadline (0
-    unless ``timed_out``); ``errors``: what went wrong in a sink, one line each.
+    unless ``timed_out``); ``seconds``: how long the caller waited; ``errors``: what went wrong
+    in a sink, one line each.
     """
 
     written: int = 0

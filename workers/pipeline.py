@@ -107,9 +107,11 @@ class Pipeline:
         started = time.monotonic()
         self.submit(request)
         try:
-            return request.done.result(timeout)
+            result = request.done.result(timeout)
         except concurrent.futures.TimeoutError:
-            return self._timed_out(started)
+            result = self._timed_out()
+        result.seconds = time.monotonic() - started
+        return result
 
     async def aflush(self, request: FlushRequest, timeout: float | None) -> FlushResult:
         """Await ``request`` without blocking the caller's loop; same result as :meth:`flush`."""
@@ -118,11 +120,13 @@ class Pipeline:
         waiter = asyncio.wrap_future(request.done)
         try:
             # shield: cancelling or timing out the caller must not cancel the flush itself.
-            return await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            result = await asyncio.wait_for(asyncio.shield(waiter), timeout)
         except asyncio.TimeoutError:
-            return self._timed_out(started)
+            result = self._timed_out()
+        result.seconds = time.monotonic() - started
+        return result
 
-    def _timed_out(self, started: float) -> FlushResult:
+    def _timed_out(self) -> FlushResult:
         queue = self.queue
         delivered, dropped = self._since_flush
         return FlushResult(
@@ -130,7 +134,6 @@ class Pipeline:
             dropped=queue.dropped - dropped,
             pending=max(0, queue.enqueued - queue.delivered - queue.dropped),
             timed_out=True,
-            seconds=time.monotonic() - started,
         )
 
     def drain_at_exit(self, timeout: float) -> None:
@@ -234,7 +237,6 @@ class Pipeline:
             await self._each_sink(lambda sink: sink.reset_counters())
             return
         request: FlushRequest = event.data[0]
-        started = time.monotonic()
         try:
             errors = await self._each_sink(lambda sink: sink.flush(request))
             errors = [
@@ -251,7 +253,6 @@ class Pipeline:
             written=queue.delivered - delivered,
             dropped=queue.dropped - dropped,
             errors=errors,
-            seconds=time.monotonic() - started,
             archives=[s.archive_path for s in self._live if s.archive_path is not None],
         )
         self._since_flush = (queue.delivered, queue.dropped)
@@ -263,7 +264,7 @@ class Pipeline:
                     "tracker: %d events arrived after flush_tracker(finish=True) and were dropped",
                     late,
                 )
-            await self._close_analyzer()
+            self._analyzer = None
         if not request.done.done():
             request.done.set_result(result)
 
@@ -280,17 +281,16 @@ class Pipeline:
             return
         from workers import metrics
 
-        if self._analyzer is None:
-            self._analyzer = metrics.Analyzer(processes=self._metric_processes)
+        analyzer = self._metrics()
         if complexity:
             try:
-                _spread(ends, await self._analyzer.complexity(texts), "complexity")
+                _spread(ends, await analyzer.complexity(texts), "complexity")
             except Exception as exc:
                 self.metrics_skipped += len(texts)
                 logger.error("tracker: complexity metrics failed, logging without them: %s", exc)
         if pages:
             try:
-                _spread(ends, await self._analyzer.render_pages(texts), "pages")
+                _spread(ends, await analyzer.render_pages(texts), "pages")
             except metrics.ModelMissingError as exc:
                 self._pages_off = True
                 logger.error("tracker: visualizations are off: %s", exc)
@@ -298,16 +298,17 @@ class Pipeline:
                 self.metrics_skipped += len(texts)
                 logger.error("tracker: visualizations failed, logging without them: %s", exc)
 
-    async def _close_analyzer(self) -> None:
-        self._analyzer = None
+    def _metrics(self) -> Any:
+        """The metric worker processes' façade, created on first use."""
+        if self._analyzer is None:
+            from workers.metrics import Analyzer
+
+            self._analyzer = Analyzer(processes=self._metric_processes)
+        return self._analyzer
 
     async def render_sentences(self, texts: list[str], styles: list[str]) -> list[dict[str, Any]]:
         """Comet-style sentence renders in the worker processes (for a sink's flush)."""
-        from workers import metrics
-
-        if self._analyzer is None:
-            self._analyzer = metrics.Analyzer(processes=self._metric_processes)
-        result: list[dict[str, Any]] = await self._analyzer.render_sentences(texts, styles)
+        result: list[dict[str, Any]] = await self._metrics().render_sentences(texts, styles)
         return result
 
 

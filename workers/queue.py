@@ -121,10 +121,3 @@ class EventQueue:
                 next(self._dropped)
                 dropped += 1
         return dropped
-
-    def reset_counters_after_fork(self) -> None:
-        """Forget everything inherited from a parent process: the child starts empty."""
-        self._items = deque()
-        self._seq = itertools.count()
-        self._dropped = itertools.count()
-        self.delivered = 0
