@@ -1,7 +1,8 @@
-"""A fault-injecting wrapper around a real sink: slow or failing calls, the SDK untouched."""
+"""A fault-injecting wrapper around a real sink: slow, hung or failing calls, the SDK untouched."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import anyio
@@ -13,16 +14,39 @@ from workers.sinks.base import Sink
 
 
 class FaultySink(Sink):
-    """Delegates to ``inner`` after ``delay`` seconds per write; fails every ``fail_every``-th."""
+    """Delegates to ``inner``, with faults injected before each call reaches it.
 
-    def __init__(self, inner: Sink, *, delay: float = 0.0, fail_every: int = 0) -> None:
+    ``delay``: seconds added to every write; ``fail_every``: every n-th write raises; ``down``:
+    every call raises (an outage; flip it at any time); ``hang``: every write hangs until
+    cancelled. ``calls`` counts the calls that reached the wrapper, ``calls_while_down`` those
+    made during an outage (a circuit breaker keeps it small). The fault comes before the real
+    call, so a failed call delivered nothing: what the archive holds is what got through.
+    """
+
+    def __init__(
+        self,
+        inner: Sink,
+        *,
+        delay: float = 0.0,
+        fail_every: int = 0,
+        down: bool = False,
+        hang: bool = False,
+    ) -> None:
         self.inner = inner
-        self.name = f"faulty-{inner.name}"
+        self.name = inner.name
         self.needs_complexity = inner.needs_complexity
         self.needs_pages = inner.needs_pages
         self.delay = delay
         self.fail_every = fail_every
+        self.down = down
+        self.hang = hang
         self.writes = 0
+        self.calls = 0
+        self.calls_while_down = 0
+
+    def fresh(self) -> FaultySink:
+        faults = {"delay": self.delay, "fail_every": self.fail_every, "down": self.down}
+        return FaultySink(self.inner.fresh(), hang=self.hang, **faults)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -39,12 +63,22 @@ class FaultySink(Sink):
     def archive_path(self, value: Any) -> None:
         self.inner.archive_path = value
 
+    def _fault(self, what: str) -> None:
+        self.calls += 1
+        if self.down:
+            self.calls_while_down += 1
+            raise ConnectionError(f"injected outage: {what} refused")
+
     async def open(self) -> None:
+        self._fault("open")
         self.inner.render_sentences = self.render_sentences
         await self.inner.open()
 
     async def write(self, records: list[Record]) -> None:
+        self._fault("write")
         self.writes += 1
+        if self.hang:
+            await anyio.sleep(math.inf)
         if self.delay:
             await anyio.sleep(self.delay)
         if self.fail_every and self.writes % self.fail_every == 0:
@@ -52,6 +86,7 @@ class FaultySink(Sink):
         await self.inner.write(records)
 
     async def flush(self, request: FlushRequest) -> None:
+        self._fault("flush")
         await self.inner.flush(request)
 
     async def reset_counters(self) -> None:

@@ -8,10 +8,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tracker.seed import SeedCompatibleHandler
-from tracker.settings import clearml_configured, resolve_offline, resolve_offline_dir
+from tracker.settings import clearml_configured, resolve_offline, resolve_offline_dir, resolve_spool
 from workers.flush import FlushRequest, FlushResult
 from workers.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL
 from workers.queue import DEFAULT_QUEUE_SIZE
+from workers.records import Record
 from workers.sinks.base import Sink
 from workers.sinks.clearml import ClearMLSink
 from workers.sinks.remote import RemoteSink
@@ -45,9 +46,19 @@ class ClearMLCallbackHandler(SeedCompatibleHandler):
         batch_size: events per batch (and the queue depth that wakes the worker).
         flush_interval: seconds between batches when the queue is quiet.
         metric_processes: worker processes for complexity metrics and visualizations.
+        overflow: what a full queue does with a new event: "drop_newest" (default),
+            "drop_oldest", or "block" (the caller waits up to ``block_timeout`` seconds).
+        spool: where batches the backend refuses are kept on disk until it answers again
+            (True: ``offline_dir/spool``; a path; False: none, such batches are dropped and
+            counted). A new handler replays what an earlier process left there.
         sink_process: run the ClearML SDK in a child process (None: yes, unless a Task is
             already current in this process, which is then reused as the seed does). With a
             child process, ``.task`` and ``.logger`` live there and are not available here.
+        redact: ``f(record) -> record | None``, run in the workers on every converted record
+            after the default secret scrubber: return it (edit ``record.fields``, see
+            :class:`~workers.records.Record`) or None to drop it (``stats()["redacted_dropped"]``).
+            A hook that raises never reaches the chain: that record is logged with its fields
+            withheld (``stats()["redact_errors"]``). See :mod:`workers.redact`.
     """
 
     def __init__(
@@ -66,7 +77,11 @@ class ClearMLCallbackHandler(SeedCompatibleHandler):
         batch_size: int = DEFAULT_BATCH_SIZE,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         metric_processes: int = 2,
+        overflow: str = "drop_newest",
+        block_timeout: float = 1.0,
+        spool: bool | str | os.PathLike[str] = True,
         sink_process: bool | None = None,
+        redact: Callable[[Record], Record | None] | None = None,
         _wrap_sink: Callable[[Sink], Sink] | None = None,
     ) -> None:
         """Start the pipeline; the ClearML Task is created in the background."""
@@ -113,6 +128,10 @@ class ClearMLCallbackHandler(SeedCompatibleHandler):
             batch_size=batch_size,
             flush_interval=flush_interval,
             metric_processes=metric_processes,
+            overflow=overflow,
+            block_timeout=block_timeout,
+            spool=resolve_spool(spool, self.offline_dir),
+            redact=redact,
             wrap_sink=_wrap_sink,
         )
 

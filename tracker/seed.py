@@ -14,6 +14,7 @@ from tracker.handler import QueueingCallbackHandler
 from workers.counters import COUNTER_NAMES
 from workers.flush import FlushRequest, FlushResult
 from workers.pipeline import Pipeline
+from workers.redact import RedactHook
 from workers.sinks.base import Sink
 from workers.sinks.remote import RemoteSink
 
@@ -40,6 +41,10 @@ class SeedCompatibleHandler(QueueingCallbackHandler):
         batch_size: int,
         flush_interval: float,
         metric_processes: int,
+        overflow: str = "drop_newest",
+        block_timeout: float = 1.0,
+        spool: Path | None = None,
+        redact: RedactHook | None = None,
         wrap_sink: Callable[[Sink], Sink] | None = None,
     ) -> None:
         """Serve ``sink`` through a new pipeline (``wrap_sink``: tests inject faults there)."""
@@ -50,15 +55,26 @@ class SeedCompatibleHandler(QueueingCallbackHandler):
             batch_size=batch_size,
             flush_interval=flush_interval,
             metric_processes=metric_processes,
+            overflow=overflow,
+            block_timeout=block_timeout,
+            spool=spool,
+            redact=redact,
         )
         super().__init__(pipeline)
-        self._sink = served
         self.ignore_llm_ = False
         self.ignore_chain_ = False
         self.ignore_agent_ = False
         self.ignore_retriever_ = False
         self.always_verbose_ = False
         self.callback_columns: list[str] = []
+
+    @property
+    def _sink(self) -> Sink:
+        """The served sink (the real one, or the test's wrapper around it).
+
+        Read through the pipeline: in a forked child the pipeline serves a fresh sink.
+        """
+        return self._pipeline.sinks[0].inner
 
     step = _counter("step")
     starts = _counter("starts")

@@ -37,3 +37,12 @@ def resolve_offline(offline: bool | None, configured: bool) -> bool:
 def resolve_offline_dir(offline_dir: str | os.PathLike[str] | None) -> Path:
     """An absolute folder for offline archives (default ``./tracker-offline``)."""
     return Path(offline_dir if offline_dir is not None else DEFAULT_OFFLINE_DIR).resolve()
+
+
+def resolve_spool(spool: bool | str | os.PathLike[str] | None, offline_dir: Path) -> Path | None:
+    """The spool root: ``offline_dir/spool`` for True, a given path, or None for no spool."""
+    if spool is None or spool is False:
+        return None
+    if spool is True:
+        return offline_dir / "spool"
+    return Path(spool).resolve()

@@ -12,25 +12,32 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 
+from workers.breaker import RetryPolicy
 from workers.event import Event, Kind
 from workers.flush import FlushRequest, FlushResult
 from workers.queue import DEFAULT_QUEUE_SIZE, EventQueue
 from workers.records import Record, convert
+from workers.redact import RedactHook, Redactor
+from workers.resilient import ResilientSink, SpoolPendingError
 from workers.runtime import Runtime, get_runtime
 from workers.sinks.base import Sink
+from workers.spool import Spool, open_spool
 
 logger = logging.getLogger("tracker.pipeline")
 
 DEFAULT_BATCH_SIZE = 512
 DEFAULT_FLUSH_INTERVAL = 0.5
 OPEN_TIMEOUT = 60.0
+DROP_WARNING_INTERVAL = 10.0  # seconds between "queue full" warnings, whatever the drop rate
 
 
 class Pipeline:
@@ -44,33 +51,88 @@ class Pipeline:
         batch_size: int = DEFAULT_BATCH_SIZE,
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         metric_processes: int = 2,
+        spool: str | os.PathLike[str] | None = None,
+        retry: RetryPolicy | None = None,
+        overflow: str = "drop_newest",
+        block_timeout: float = 1.0,
+        redact: RedactHook | None = None,
         runtime: Runtime | None = None,
     ) -> None:
-        """Create the queue and start consuming it on the runtime loop."""
+        """Create the queue and start consuming it on the runtime loop.
+
+        Each sink is wrapped in a :class:`~workers.resilient.ResilientSink` (retries, breaker)
+        spooling below ``spool`` (one directory per sink) when it is given. ``overflow`` and
+        ``block_timeout``: see :class:`~workers.queue.EventQueue`. ``redact``: the user hook run
+        on each converted record after the default secret scrubber (:mod:`workers.redact`).
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
         if not flush_interval > 0:
             raise ValueError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
-        self.sinks = sinks
+        if overflow == "spill" and spool is None:
+            raise ValueError(
+                "overflow='spill' needs a spool to spill to: pass spool=True (the default) or "
+                "a directory, or choose another overflow policy"
+            )
+        self._spill_root = spool if overflow == "spill" else None
+        self._spill_spool: Spool | None = None
+        self._unspilled = 0  # spilled events delivered (or dropped) so far, in spill order
+        self.sinks: list[ResilientSink] = [_resilient(sink, spool, retry) for sink in sinks]
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self.queue = EventQueue(queue_size, wake_at=batch_size, wake=self.wake)
+        self.queue = EventQueue(
+            queue_size,
+            wake_at=batch_size,
+            wake=self.wake,
+            overflow=overflow,
+            block_timeout=block_timeout,
+        )
         self.opened = threading.Event()
         self.open_errors: dict[str, str] = {}
         self.closed = False
         self.sink_errors = 0
         self.degraded = 0
         self.metrics_skipped = 0
-        self._live: list[Sink] = []
+        self._redactor = Redactor(redact)
+        self._live: list[ResilientSink] = []
         self._write_errors: list[str] = []  # since the last flush, reported in its result
         self._metric_processes = metric_processes
         self._analyzer: Any = None
         self._pages_off = False
         self._wake_event: anyio.Event | None = None
         self._since_flush = (0, 0)  # (delivered, dropped) at the last flush
-        for sink in sinks:
+        self._drops_warned = (0, -DROP_WARNING_INTERVAL)  # (dropped count, monotonic time)
+        for sink in self.sinks:
             sink.render_sentences = self.render_sentences
         self._runtime = runtime or get_runtime()
+        self._task = self._runtime.spawn(self._run)
+        self._runtime.register(self)
+        _PIPELINES.add(self)
+
+    def _restart_in_forked_child(self) -> None:
+        """After ``fork()``: a fresh queue, sinks and runtime for the child; the parent's stay.
+
+        A server that builds its handlers before forking workers (gunicorn ``--preload``) gets
+        one working pipeline per worker, each with its own backend session and spool.
+        """
+        if self.closed:
+            return
+        self.queue.reset_after_fork()
+        self.sinks = [sink.fresh() for sink in self.sinks]
+        for sink in self.sinks:
+            sink.render_sentences = self.render_sentences
+        self._live = []
+        self.opened = threading.Event()
+        self.open_errors = {}
+        self.sink_errors = self.degraded = self.metrics_skipped = 0
+        self._write_errors = []
+        self._analyzer = None
+        self._pages_off = False
+        self._wake_event = None
+        self._since_flush = (0, 0)
+        self._drops_warned = (0, -DROP_WARNING_INTERVAL)
+        self._spill_spool, self._unspilled = None, 0  # the child opens its own
+        self._runtime = get_runtime()  # the parent's loop thread does not exist here
         self._task = self._runtime.spawn(self._run)
         self._runtime.register(self)
 
@@ -158,10 +220,18 @@ class Pipeline:
             "dropped": dropped,
             "pending": max(0, enqueued - delivered - dropped),
             "queue_depth": queue.depth,
-            "queue_size": queue.maxsize,
+            "queue_size": queue.limit,
+            "spilled": queue.spilled,
             "degraded": self.degraded,
             "sink_errors": self.sink_errors,
             "metrics_skipped": self.metrics_skipped,
+            "redacted_dropped": self._redactor.dropped,
+            "redact_errors": self._redactor.errors,
+            "spooled": sum(s.spooled for s in self.sinks),
+            "replayed": sum(s.replayed for s in self.sinks),
+            "in_spool": sum(s.in_spool for s in self.sinks),
+            "lost": sum(s.lost for s in self.sinks),
+            "backend_down": [s.name for s in self.sinks if s.breaker.is_open],
             "closed": self.closed,
         }
 
@@ -169,12 +239,29 @@ class Pipeline:
 
     async def _run(self) -> None:
         await self._open_sinks()
+        async with anyio.create_task_group() as group:
+            if self._spill_root is not None:
+                self._spill_spool = await anyio.to_thread.run_sync(
+                    open_spool, self._spill_root, "overflow"
+                )
+                self._spill_lock = anyio.Lock()
+                group.start_soon(self._spill_loop)
+            await self._consume()
+            group.cancel_scope.cancel()
+        if self._spill_spool is not None:
+            self._spill_spool.close()
+        self._runtime.unregister(self)
+
+    async def _consume(self) -> None:
         while not self.closed:
             self._wake_event = anyio.Event()
             if self.queue.depth == 0:
                 with anyio.move_on_after(self.flush_interval):
                     await self._wake_event.wait()
+                if self.queue.depth == 0:  # quiet: a dead backend may be back, replay its spool
+                    await self._each_sink(lambda sink: sink.maintain())
             while not self.closed:
+                self._warn_drops()
                 batch = self.queue.take(self.batch_size)
                 if not batch:
                     break
@@ -182,7 +269,77 @@ class Pipeline:
                     await self._process(batch)
                 except Exception:  # a bug here must not stop the pipeline for good
                     logger.exception("tracker: a batch of %d events failed", len(batch))
-        self._runtime.unregister(self)
+            if self._spill_spool is not None and not self.closed:
+                try:
+                    await self._unspill()
+                except Exception:
+                    logger.exception("tracker: replaying spilled events failed")
+
+    # -- overflow="spill" ----------------------------------------------------------------------
+
+    async def _spill_loop(self) -> None:
+        """Move spilled events to disk as fast as they can be converted (not delivered)."""
+        while True:
+            if not await self._spill_to_disk():
+                await anyio.sleep(0.02)
+
+    async def _spill_to_disk(self) -> bool:
+        # Taking from the spill and appending to the spool is one step for _unspill, which must
+        # not see both empty while a slice is on its way to the disk.
+        async with self._spill_lock:
+            events = self.queue.take_spill(self.batch_size)
+            if not events:
+                return False
+            records = self._redactor.apply([convert(event) for event in events])
+            batch = [record.to_wire() for record in records]
+            # One frame per taken slice, even if the redact hook withheld all of it, so frames
+            # count events exactly (see _unspill).
+            await anyio.to_thread.run_sync(
+                self._spill_spool.append, [len(events), batch]  # type: ignore[union-attr]
+            )
+            return True
+
+    async def _unspill(self, through: int | None = None) -> None:
+        """Deliver spilled events in order, after what was queued before them.
+
+        ``through``: stop once that many spilled events were delivered (a flush barrier's
+        count), else go on until the spill is empty and the queue takes events again.
+        """
+        spool = self._spill_spool
+        assert spool is not None
+        while not self.closed and (through is None or self._unspilled < through):
+            if through is None and self.queue.depth:
+                return  # older events (and barriers) first
+            item = await anyio.to_thread.run_sync(spool.peek)
+            if item is None:
+                if await self._spill_to_disk():
+                    continue
+                async with self._spill_lock:  # no slice in flight to the disk either
+                    caught_up = not spool.pending_batches and not self.queue.spill
+                    if caught_up and through is None:
+                        self.queue.resume()
+                if caught_up:
+                    return
+                continue
+            position, (taken, batch) = item
+            await self._deliver([Record.from_wire(wire) for wire in batch], redacted=True)
+            self.queue.delivered += taken - len(batch)  # withheld by the redact hook
+            self._unspilled += taken
+            await anyio.to_thread.run_sync(spool.commit, position, taken)
+
+    def _warn_drops(self) -> None:
+        """Log dropped events at most once per interval (never once per event)."""
+        dropped = self.queue.dropped
+        count, at = self._drops_warned
+        if dropped > count and time.monotonic() - at >= DROP_WARNING_INTERVAL:
+            self._drops_warned = (dropped, time.monotonic())
+            logger.warning(
+                "tracker: the event queue is full (queue_size=%d, overflow=%s): %d events "
+                "dropped so far; raise queue_size, or see stats() for where the time goes",
+                self.queue.maxsize,
+                self.queue.overflow,
+                dropped,
+            )
 
     async def _open_sinks(self) -> None:
         for sink in self.sinks:
@@ -197,24 +354,44 @@ class Pipeline:
 
     async def _process(self, batch: list[Event]) -> None:
         records: list[Record] = []
-        for event in batch:
+        for index, event in enumerate(batch):
             if event.kind.is_control:
                 if records:
                     await self._deliver(records)
                     records = []
                 await self._control(event)
+                if self.closed:  # finished: what came after the barrier is refused, as later puts
+                    self._refuse(batch[index + 1 :])
+                    return
             else:
                 records.append(convert(event))
         if records:
             await self._deliver(records)
 
-    async def _deliver(self, records: list[Record]) -> None:
+    def _refuse(self, events: list[Event]) -> None:
+        late = self.queue.discard(events)
+        for event in events:
+            if event.kind is Kind.FLUSH and not event.data[0].done.done():
+                event.data[0].done.set_result(
+                    FlushResult(errors=["the tracker was already finished"])
+                )
+        if late:
+            logger.warning(
+                "tracker: %d events arrived after flush_tracker(finish=True) and were dropped",
+                late,
+            )
+
+    async def _deliver(self, records: list[Record], redacted: bool = False) -> None:
         self.degraded += sum(1 for r in records if r.degraded)
-        await self._analyze(records)
-        errors = await self._each_sink(lambda sink: sink.write(records))
-        if errors and len(self._write_errors) < 20:
-            self._write_errors.extend(f"{e} ({len(records)} events)" for e in errors)
-        self.queue.delivered += len(records)
+        converted = len(records)  # all count as processed, also those the redact hook drops
+        if not redacted:  # secrets out before analysis, sinks and spool
+            records = self._redactor.apply(records)
+        if records:
+            await self._analyze(records)
+            errors = await self._each_sink(lambda sink: sink.write(records))
+            if errors and len(self._write_errors) < 20:
+                self._write_errors.extend(f"{e} ({len(records)} events)" for e in errors)
+        self.queue.delivered += converted
 
     async def _each_sink(self, step: Callable[[Sink], Awaitable[None]]) -> list[str]:
         errors: list[str] = []
@@ -225,7 +402,9 @@ class Pipeline:
             except Exception as exc:
                 self.sink_errors += 1
                 errors.append(f"{sink.name}: {type(exc).__name__}: {exc}")
-                logger.error("tracker: the %s sink failed: %s", sink.name, exc, exc_info=True)
+                # A spooled backlog is an expected state, already explained: no traceback.
+                trace = not isinstance(exc, SpoolPendingError)
+                logger.error("tracker: the %s sink failed: %s", sink.name, exc, exc_info=trace)
 
         async with anyio.create_task_group() as group:
             for sink in self._live:
@@ -233,6 +412,8 @@ class Pipeline:
         return errors
 
     async def _control(self, event: Event) -> None:
+        if self._spill_spool is not None:  # events spilled before the barrier come first
+            await self._unspill(through=event.extra.get("spilled", 0))
         if event.kind is Kind.RESET:
             await self._each_sink(lambda sink: sink.reset_counters())
             return
@@ -310,6 +491,36 @@ class Pipeline:
         """Comet-style sentence renders in the worker processes (for a sink's flush)."""
         result: list[dict[str, Any]] = await self._metrics().render_sentences(texts, styles)
         return result
+
+
+_PIPELINES: weakref.WeakSet[Pipeline] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for pipeline in list(_PIPELINES):
+        try:
+            pipeline._restart_in_forked_child()
+        except Exception:  # the child must start even if its tracking cannot
+            logger.exception("tracker: could not restart a pipeline in the forked child")
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _resilient(
+    sink: Sink, spool: str | os.PathLike[str] | None, retry: RetryPolicy | None
+) -> ResilientSink:
+    """``sink`` with retries, a breaker and (when ``spool`` is a directory) its own spool."""
+    if isinstance(sink, ResilientSink):
+        return sink
+    factory = None
+    if spool is not None:
+        root, name = spool, sink.name
+
+        def factory() -> Any:
+            return open_spool(root, name)
+
+    return ResilientSink(sink, factory, retry)
 
 
 def _spread(records: list[Record], values: list[Any], attr: str) -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import itertools
 from collections import deque
 from collections.abc import Callable
-from time import time
+from time import monotonic, sleep, time
 from typing import Any
 from uuid import UUID
 
 from workers.event import Event, Kind
 
 DEFAULT_QUEUE_SIZE = 100_000
+OVERFLOW_POLICIES = ("drop_newest", "drop_oldest", "block", "spill")
 _new = tuple.__new__
 
 
@@ -30,11 +31,25 @@ def _peek(counter: itertools.count[int]) -> int:
 class EventQueue:
     """Bounded FIFO of :class:`Event` records.
 
-    Overflow policy: when ``maxsize`` data events are waiting, a new one is dropped and counted
-    (drop-newest: what is queued is older and part of runs already being logged). Control records
-    (flush barriers, resets) are never dropped and do not count against the bound.
+    Overflow policy, when ``maxsize`` data events are waiting:
 
-    Counters are exact: ``enqueued == delivered + dropped + depth`` once producers are quiet.
+    - ``drop_newest`` (default): the new event is dropped and counted; what is queued is older
+      and part of runs already being logged;
+    - ``drop_oldest``: the oldest queued event makes room (counted as dropped): the freshest
+      data wins;
+    - ``block``: the producer waits up to ``block_timeout`` seconds for room, then drops the new
+      event. This blocks the caller's thread, and with it its event loop: a choice for batch
+      jobs that must not lose events, not for servers.
+    - ``spill``: the new event, and every one after it until the consumer has caught up, goes
+      to :attr:`spill` instead, which the pipeline empties to a disk spool as fast as it can
+      convert (not as fast as the backend writes) and replays after what was queued before.
+      The producer pays one append, as usual.
+
+    Control records (flush barriers, resets) are never dropped; they take a place in the queue
+    like an event (one per flush, so the bound stays what was asked, give or take a few).
+
+    Counters are exact: ``enqueued == delivered + dropped + depth + len(spill) + (spilled events
+    not replayed yet)`` at any quiet moment, and ``enqueued == delivered + dropped`` after a flush.
     """
 
     def __init__(
@@ -42,6 +57,8 @@ class EventQueue:
         maxsize: int = DEFAULT_QUEUE_SIZE,
         wake_at: int = 1024,
         wake: Callable[[], None] | None = None,
+        overflow: str = "drop_newest",
+        block_timeout: float = 1.0,
     ) -> None:
         """Create a queue holding at most ``maxsize`` data events.
 
@@ -50,10 +67,22 @@ class EventQueue:
         """
         if maxsize < 1:
             raise ValueError(f"queue_size must be at least 1, got {maxsize!r}")
-        self.maxsize = maxsize
+        if overflow not in OVERFLOW_POLICIES:
+            raise ValueError(
+                f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}, got {overflow!r}"
+            )
+        if not block_timeout >= 0:
+            raise ValueError(f"block_timeout must be >= 0 seconds, got {block_timeout!r}")
+        self.maxsize = maxsize  # 0 while closed or spilling: every put takes the overflow path
+        self.limit = maxsize
+        self.closed = False
+        self.overflow = overflow
+        self.block_timeout = block_timeout
         self._items: deque[Event] = deque()
         self._seq = itertools.count()
         self._dropped = itertools.count()
+        self.spill: deque[Event] = deque()
+        self._spilled = itertools.count()
         self._wake_at = max(1, min(wake_at, maxsize))
         self._wake = wake
         self.delivered = 0  # written by the single consumer only
@@ -70,17 +99,119 @@ class EventQueue:
         items = self._items
         seq = next(self._seq)
         if len(items) >= self.maxsize:
-            next(self._dropped)
-            return False
+            room = self._make_room(kind, seq, run_id, parent_run_id, data, extra)
+            if room is None:  # spilled
+                return True
+            if not room:
+                next(self._dropped)
+                return False
         # tuple.__new__ skips NamedTuple's generated __new__ (~390 ns of a ~700 ns put).
         items.append(_new(Event, (kind, seq, time(), run_id, parent_run_id, data, extra)))
         if len(items) == self._wake_at and self._wake is not None:
             self._wake()
         return True
 
+    def _make_room(
+        self,
+        kind: Kind,
+        seq: int,
+        run_id: UUID | None,
+        parent_run_id: UUID | None,
+        data: tuple[Any, ...],
+        extra: dict[str, Any],
+    ) -> bool | None:
+        """The overflow policy, off the fast path.
+
+        True: append the event to the queue; False: drop it; None: it was spilled.
+        """
+        items = self._items
+        if self.closed:
+            return False
+        if self.overflow == "spill":
+            self.maxsize = 0  # until the consumer caught up, everything spills, in order
+            self.spill.append(_new(Event, (kind, seq, time(), run_id, parent_run_id, data, extra)))
+            next(self._spilled)
+            return None
+        if self.overflow == "drop_oldest":
+            try:
+                oldest = items.popleft()
+            except IndexError:  # the consumer emptied it meanwhile
+                return True
+            if oldest.seq >= 0:
+                next(self._dropped)
+                return True
+            items.appendleft(oldest)  # a flush barrier keeps its place: drop the next event
+            try:
+                for index, event in enumerate(items):
+                    if event.seq >= 0:
+                        del items[index]
+                        next(self._dropped)
+                        return True
+            except (RuntimeError, IndexError):  # the consumer took items meanwhile: plenty of room
+                return True
+            return True  # only control records are queued
+        if self.overflow == "block":
+            if self._wake is not None:
+                self._wake()
+            deadline = monotonic() + self.block_timeout
+            while len(items) >= self.maxsize:
+                if self.closed or monotonic() >= deadline:
+                    return False
+                sleep(0.0005)
+            return True
+        return False
+
+    def reset_after_fork(self) -> None:
+        """Start over empty in a forked child: the parent's queued events stay the parent's."""
+        self._items.clear()
+        self.spill.clear()
+        self._seq = itertools.count()
+        self._dropped = itertools.count()
+        self._spilled = itertools.count()
+        self.maxsize = self.limit
+        self.delivered = 0
+
+    def discard(self, events: list[Event]) -> int:
+        """Count the data events among ``events``, already taken, as dropped; returns how many."""
+        dropped = 0
+        for event in events:
+            if event.seq >= 0:
+                next(self._dropped)
+                dropped += 1
+        return dropped
+
+    def take_spill(self, limit: int) -> list[Event]:
+        """Pop up to ``limit`` spilled events, oldest first (consumer side)."""
+        spill = self.spill
+        taken: list[Event] = []
+        try:
+            for _ in range(min(limit, len(spill))):
+                taken.append(spill.popleft())
+        except IndexError:  # pragma: no cover - single consumer
+            pass
+        return taken
+
+    def resume(self) -> None:
+        """The consumer caught up with the spill: new events go to the queue again."""
+        if not self.closed:
+            self.maxsize = self.limit
+
+    @property
+    def spilling(self) -> bool:
+        """True while new events go to :attr:`spill`."""
+        return self.maxsize == 0 and not self.closed
+
+    @property
+    def spilled(self) -> int:
+        """Events that went to the spill so far."""
+        return _peek(self._spilled)
+
     def put_control(self, kind: Kind, data: tuple[Any, ...]) -> None:
-        """Append a control record (never dropped, not counted as an event)."""
-        self._items.append(Event(kind, -1, time(), None, None, data, {}))
+        """Append a control record (never dropped, not counted as an event).
+
+        It notes how many events had spilled by then: those come before it.
+        """
+        self._items.append(Event(kind, -1, time(), None, None, data, {"spilled": self.spilled}))
 
     def take(self, limit: int) -> list[Event]:
         """Pop up to ``limit`` records in FIFO order (consumer side)."""
@@ -114,10 +245,6 @@ class EventQueue:
 
         Returns how many queued data events were dropped.
         """
+        self.closed = True
         self.maxsize = 0  # put() now refuses (and counts) everything
-        dropped = 0
-        for event in self.take(len(self._items)):
-            if event.seq >= 0:
-                next(self._dropped)
-                dropped += 1
-        return dropped
+        return self.discard([*self.take(len(self._items)), *self.take_spill(len(self.spill))])

@@ -6,6 +6,7 @@ payload that cannot be read becomes a ``repr`` and the Record is marked ``degrad
 
 from __future__ import annotations
 
+import itertools
 import logging
 import traceback
 from collections.abc import Mapping
@@ -14,20 +15,54 @@ from typing import Any
 from uuid import UUID
 
 from workers.event import Event, Kind
-from workers.sanitize import safe_repr, safe_str, to_jsonable
+from workers.sanitize import (
+    MAX_ITEMS,
+    MAX_TEXT,
+    Budget,
+    encodable,
+    safe_repr,
+    safe_str,
+    to_jsonable,
+)
 
 logger = logging.getLogger("tracker.records")
 
 
 @dataclass(slots=True)
 class Record:
-    """One converted callback.
+    """One converted callback: what sinks log, and what a ``redact=`` hook may edit.
 
-    ``fields`` depends on ``kind`` (see :func:`convert`); ``event`` keeps the original references
-    for user hooks that want the real objects (Comet's ``custom_metrics`` takes a Generation).
-    ``complexity`` holds the text metrics per generation (LLM ends) once the analyzer ran, and
-    ``pages`` the ClearML-style dependency/entity HTML pages per generation, ``custom`` the
-    user's custom metrics per generation when they were computed before the record left
+    ``fields`` holds JSON-safe values only (dict, list, str, int, float, bool, None), by kind:
+
+    - ``on_llm_start``: ``serialized`` (the model's dumpd dict, or None), ``prompts`` (list of
+      str). ``on_chat_model_start``: the same, ``prompts`` being each message batch as text, plus
+      ``messages`` (per batch, a list of ``{"role", "content", "name"?, "tool_calls"?, …}``).
+    - ``on_llm_new_token``: ``token`` (str).
+    - ``on_llm_end``: ``llm_output`` (dict: token_usage, model_name, …), ``generations`` (per
+      prompt, a list of dicts, each with ``text`` (str) and what the Generation dumps).
+    - ``on_llm_error`` / ``on_chain_error`` / ``on_tool_error`` / ``on_retriever_error``:
+      ``error_type``, ``error``, ``traceback`` (str).
+    - ``on_chain_start``: ``serialized``, ``inputs`` (dict; a non-dict input is under
+      ``"input"``). ``on_chain_end``: ``outputs`` (dict; a non-dict output under ``"output"``).
+    - ``on_tool_start``: ``serialized``, ``input_str`` (str), ``inputs`` (the tool's dict input,
+      or None). ``on_tool_end``: ``output`` (str). ``on_text``: ``text`` (str).
+    - ``on_agent_action``: ``tool`` (str), ``tool_input`` (any), ``log`` (str).
+      ``on_agent_finish``: ``return_values`` (dict), ``log`` (str).
+    - ``on_retriever_start``: ``serialized``, ``query`` (str). ``on_retriever_end``:
+      ``documents`` (list of ``{"page_content": str, "metadata": dict}``).
+    - ``on_retry``: ``attempt``, ``error`` (str or None). ``on_custom_event``: ``event_name``
+      (str), ``data`` (any).
+    - A ``degraded`` record (its payload could not be read): ``payload`` (a repr) and
+      ``conversion_error``, whatever its kind.
+
+    ``name``, ``tags`` and ``metadata`` are the callback's (JSON-safe). A hook that deletes a
+    field the kind needs still gets its record logged (the rows fall back to what is there).
+
+    ``event`` keeps the original references for user hooks that want the real objects (Comet's
+    ``custom_metrics`` takes a Generation); sinks never log them, and they do not leave the
+    process. ``complexity`` holds the text metrics per generation (LLM ends) once the analyzer
+    ran, and ``pages`` the ClearML-style dependency/entity HTML pages per generation, ``custom``
+    the user's custom metrics per generation when they were computed before the record left
     the process.
     """
 
@@ -91,35 +126,71 @@ class Record:
 
     def generation_texts(self) -> list[str]:
         """All generation texts of an LLM end, flattened in (prompt, generation) order."""
-        if self.kind is not Kind.LLM_END:
+        if self.kind is not Kind.LLM_END or self.degraded:
             return []
-        return [gen.get("text", "") for gens in self.fields["generations"] for gen in gens]
+        generations = self.fields.get("generations")
+        if not isinstance(generations, list):  # a redact hook may have removed or replaced it
+            return []
+        return [
+            text if isinstance(text := gen.get("text", ""), str) else str(text)
+            for gens in generations
+            if isinstance(gens, list)
+            for gen in gens
+            if isinstance(gen, dict)
+        ]
 
 
-def _message(msg: Any) -> dict[str, Any]:
+def _attr(obj: Any, name: str, default: Any = None) -> Any:
+    """``getattr`` that survives a hostile ``__getattr__`` or property (any exception)."""
+    try:
+        return getattr(obj, name, default)
+    except Exception:
+        return default
+
+
+def _items(value: Any, strict: bool = False) -> list[Any]:
+    """A payload list as a bounded list: None is empty, a lone value is a list of one.
+
+    ``strict``: a lone value is a payload of the wrong shape (the record is then degraded).
+    """
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(itertools.islice(value, MAX_ITEMS))
+    if strict:
+        raise TypeError(f"expected a list, got {type(value).__name__}")
+    return [value]
+
+
+def _message(msg: Any, budget: Budget) -> dict[str, Any]:
     """A chat message as role, content, name and tool calls (JSON-safe)."""
+    role = _attr(msg, "type", None)
     out: dict[str, Any] = {
-        "role": getattr(msg, "type", type(msg).__name__),
-        "content": to_jsonable(getattr(msg, "content", msg)),
+        "role": safe_str(role, 200) if role is not None else type(msg).__name__,
+        "content": to_jsonable(_attr(msg, "content", msg), budget=budget),
     }
     for attr in ("name", "tool_calls", "tool_call_id"):
-        value = getattr(msg, attr, None)
-        if value:
-            out[attr] = to_jsonable(value)
+        value = _attr(msg, attr)
+        try:
+            present = bool(value)
+        except Exception:  # a hostile __bool__ / __len__
+            present = True
+        if present:
+            out[attr] = to_jsonable(value, budget=budget)
     return out
 
 
-def _buffer_string(messages: list[Any]) -> str:
+def _buffer_string(messages: list[Any], budget: Budget) -> str:
     """What LangChain's manager hands an ``on_llm_start``-only handler for chat messages."""
     try:
         from langchain_core.messages import get_buffer_string
 
-        return get_buffer_string(messages)
+        return budget.text(encodable(get_buffer_string(messages)))
     except Exception:
-        return safe_str(messages)
+        return safe_str(messages, budget=budget)
 
 
-def _error(err: Any) -> dict[str, Any]:
+def _error(err: Any, budget: Budget) -> dict[str, Any]:
     tb = ""
     if isinstance(err, BaseException):
         try:
@@ -128,128 +199,162 @@ def _error(err: Any) -> dict[str, Any]:
             tb = ""
     return {
         "error_type": type(err).__name__,
-        "error": safe_str(err, 10_000),
-        "traceback": safe_str(tb, 20_000),
+        "error": safe_str(err, 10_000, budget),
+        "traceback": safe_str(tb, 20_000, budget),
     }
 
 
-def _generation(gen: Any) -> dict[str, Any]:
-    try:
-        dumped = gen.model_dump()
-    except Exception:
-        dumped = {"text": safe_str(getattr(gen, "text", gen))}
-    out = to_jsonable(dumped)
-    out.setdefault("text", safe_str(getattr(gen, "text", "")))
+def _generation(gen: Any, budget: Budget) -> dict[str, Any]:
+    dump = getattr(type(gen), "model_dump", None)
+    dumped: Any = None
+    if callable(dump):
+        try:
+            dumped = dump(gen)
+        except Exception:
+            dumped = None
+    if dumped is None:
+        dumped = {"text": _attr(gen, "text", gen)}
+    out = to_jsonable(dumped, budget=budget)
+    if not isinstance(out, dict):
+        out = {"text": out}
+    text = out.get("text")
+    if not isinstance(text, str):  # the metrics and session tables need text
+        out["text"] = safe_str(text if text is not None else _attr(gen, "text", ""), budget=budget)
     return out
 
 
-def _keyed(value: Any, key: str) -> dict[str, Any]:
-    """Chain inputs/outputs as a dict: LCEL passes strings, messages, prompt values…"""
-    converted = to_jsonable(value)
-    if isinstance(value, Mapping) and isinstance(converted, dict):
+def _dict(value: Any, key: str, budget: Budget) -> dict[str, Any]:
+    """``value`` as a JSON-safe dict: a non-mapping (or an unreadable one) is put under ``key``."""
+    converted = to_jsonable(value, budget=budget)
+    if isinstance(converted, dict) and isinstance(value, Mapping):
         return converted
     return {key: converted}
 
 
-def _fields(event: Event) -> dict[str, Any]:
+def _fields(event: Event, budget: Budget) -> dict[str, Any]:
     kind, data, extra = event.kind, event.data, event.extra
+    if kind is Kind.LLM_NEW_TOKEN:  # most events of a streaming app: first, and no closures
+        return {"token": safe_str(data[0], MAX_TEXT, budget)}
+
+    def text(value: Any) -> str:
+        return safe_str(value, budget=budget)
+
+    def json(value: Any) -> Any:
+        return to_jsonable(value, budget=budget)
+
     if kind is Kind.LLM_START:
         serialized, prompts = data
-        return {"serialized": to_jsonable(serialized), "prompts": [safe_str(p) for p in prompts]}
+        return {"serialized": json(serialized), "prompts": [text(p) for p in _items(prompts)]}
     if kind is Kind.CHAT_MODEL_START:
         serialized, batches = data
+        batches = [_items(msgs) for msgs in _items(batches, strict=True)]
         return {
-            "serialized": to_jsonable(serialized),
-            "prompts": [_buffer_string(list(msgs)) for msgs in batches],
-            "messages": [[_message(m) for m in msgs] for msgs in batches],
+            "serialized": json(serialized),
+            "prompts": [_buffer_string(msgs, budget) for msgs in batches],
+            "messages": [[_message(m, budget) for m in msgs] for msgs in batches],
         }
-    if kind is Kind.LLM_NEW_TOKEN:
-        return {"token": safe_str(data[0])}
     if kind is Kind.LLM_END:
         response = data[0]
+        llm_output = _attr(response, "llm_output")
         return {
-            "llm_output": to_jsonable(getattr(response, "llm_output", None) or {}),
+            "llm_output": _dict(llm_output, "llm_output", budget) if llm_output else {},
             "generations": [
-                [_generation(g) for g in gens] for gens in getattr(response, "generations", [])
+                [_generation(g, budget) for g in _items(gens)]
+                for gens in _items(_attr(response, "generations"))
             ],
         }
     if kind in (Kind.LLM_ERROR, Kind.CHAIN_ERROR, Kind.TOOL_ERROR, Kind.RETRIEVER_ERROR):
-        return _error(data[0])
+        return _error(data[0], budget)
     if kind is Kind.CHAIN_START:
         serialized, inputs = data
-        return {"serialized": to_jsonable(serialized), "inputs": _keyed(inputs, "input")}
+        return {"serialized": json(serialized), "inputs": _dict(inputs, "input", budget)}
     if kind is Kind.CHAIN_END:
-        return {"outputs": _keyed(data[0], "output")}
+        return {"outputs": _dict(data[0], "output", budget)}
     if kind is Kind.TOOL_START:
         serialized, input_str = data
         return {
-            "serialized": to_jsonable(serialized),
-            "input_str": safe_str(input_str),
-            "inputs": to_jsonable(extra.get("inputs")),
+            "serialized": json(serialized),
+            "input_str": text(input_str),
+            "inputs": json(extra.get("inputs")),
         }
     if kind is Kind.TOOL_END:
-        return {"output": safe_str(data[0])}
+        return {"output": text(data[0])}
     if kind is Kind.TEXT:
-        return {"text": safe_str(data[0])}
+        return {"text": text(data[0])}
     if kind is Kind.AGENT_ACTION:
         action = data[0]
         return {
-            "tool": safe_str(getattr(action, "tool", "")),
-            "tool_input": to_jsonable(getattr(action, "tool_input", None)),
-            "log": safe_str(getattr(action, "log", "")),
+            "tool": text(_attr(action, "tool", "")),
+            "tool_input": json(_attr(action, "tool_input")),
+            "log": text(_attr(action, "log", "")),
         }
     if kind is Kind.AGENT_FINISH:
         finish = data[0]
+        values = _attr(finish, "return_values")
         return {
-            "return_values": to_jsonable(getattr(finish, "return_values", None) or {}),
-            "log": safe_str(getattr(finish, "log", "")),
+            "return_values": _dict(values, "output", budget) if values is not None else {},
+            "log": text(_attr(finish, "log", "")),
         }
     if kind is Kind.RETRIEVER_START:
         serialized, query = data
-        return {"serialized": to_jsonable(serialized), "query": safe_str(query)}
+        return {"serialized": json(serialized), "query": text(query)}
     if kind is Kind.RETRIEVER_END:
         return {
             "documents": [
                 {
-                    "page_content": safe_str(getattr(d, "page_content", d)),
-                    "metadata": to_jsonable(getattr(d, "metadata", {})),
+                    "page_content": text(_attr(d, "page_content", d)),
+                    "metadata": json(_attr(d, "metadata", {})),
                 }
-                for d in data[0]
+                for d in _items(data[0])
             ]
         }
     if kind is Kind.RETRY:
         state = data[0]
-        outcome = getattr(state, "outcome", None)
-        return {
-            "attempt": to_jsonable(getattr(state, "attempt_number", None)),
-            "error": safe_repr(outcome.exception())
-            if outcome is not None and outcome.failed
-            else None,
-        }
+        outcome = _attr(state, "outcome")
+        error = None
+        if outcome is not None and _attr(outcome, "failed", False):
+            try:
+                error = safe_repr(outcome.exception(), budget=budget)
+            except Exception as exc:
+                error = safe_repr(exc, budget=budget)
+        return {"attempt": json(_attr(state, "attempt_number")), "error": error}
     if kind is Kind.CUSTOM_EVENT:
         name, payload = data
-        return {"event_name": safe_str(name), "data": to_jsonable(payload)}
-    return {"data": to_jsonable(data)}
+        return {"event_name": text(name), "data": json(payload)}
+    return {"data": json(data)}
 
 
 def convert(event: Event) -> Record:
-    """Convert one event; a payload that cannot be read gives a degraded record, never an error."""
-    extra = event.extra
+    """Convert one event; a payload that cannot be read gives a degraded record, never an error.
+
+    Every part is guarded: a hostile payload degrades only the part it is in (a field, the
+    name, the tags or the metadata), and one :class:`~workers.sanitize.Budget` bounds the size
+    of the whole record.
+    """
+    budget = Budget()
     try:
-        fields = _fields(event)
+        fields = _fields(event, budget)
         degraded = False
     except Exception as exc:
         logger.debug("could not convert %s payload", event.kind.value, exc_info=True)
-        fields = {"payload": safe_repr(event.data, 10_000), "conversion_error": safe_repr(exc)}
+        fields = {
+            "payload": safe_repr(event.data, 10_000, budget),
+            "conversion_error": safe_repr(exc),
+        }
         degraded = True
+    extra = event.extra if type(event.extra) is dict else {}
     name = extra.get("name")
-    tags = extra.get("tags") or []
-    metadata = extra.get("metadata") or {}
-    return Record(
-        event=event,
-        fields=fields,
-        name=safe_str(name, 500) if name is not None else None,
-        tags=[safe_str(t, 500) for t in tags] if isinstance(tags, list) else [],
-        metadata=to_jsonable(metadata) if isinstance(metadata, dict) else {},
-        degraded=degraded,
-    )
+    tags = extra.get("tags")
+    metadata = extra.get("metadata")
+    try:
+        return Record(
+            event,
+            fields,
+            safe_str(name, 500, budget) if name is not None else None,
+            [safe_str(t, 500, budget) for t in _items(tags)] if type(tags) is list and tags else [],
+            _dict(metadata, "metadata", budget) if type(metadata) is dict and metadata else {},
+            degraded,
+        )
+    except Exception:  # pragma: no cover - each part is guarded; the event must not be lost
+        logger.debug("could not convert the name/tags/metadata of %s", event.kind, exc_info=True)
+        return Record(event, fields, degraded=degraded)

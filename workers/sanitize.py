@@ -1,20 +1,64 @@
 """Turn arbitrary callback payloads into JSON-safe values, never raising.
 
 Chains pass anything: pydantic models, messages, documents, numpy values, cycles, objects whose
-``repr`` raises, huge strings. Backends take JSON-like data. Whatever cannot be converted becomes a
-truncated ``repr`` (or a marker), and the caller can count it.
+``repr``/``str``/``__getattr__`` raise, huge strings, bytes, lone surrogates, ints too large to
+print. Backends take JSON-like data. Whatever cannot be converted becomes a truncated ``repr``
+(or a marker), and the caller can count it.
+
+Bounds: one string keeps at most ``MAX_TEXT`` characters, one container ``MAX_ITEMS`` items,
+nesting ``MAX_DEPTH`` levels; a :class:`Budget` shared by the conversions of one record caps its
+values (``MAX_NODES``) and characters (``MAX_RECORD_TEXT``), so a record stays a few MB at most
+whatever the payload. Every cut leaves a visible marker (:data:`TRUNCATED`, ``"… N more items"``,
+``"<max depth>"``, ``"<cycle>"``, :data:`OMITTED`).
+
+Attribute lookups go through the type (``type(value).model_dump``), not the instance, so an
+object whose ``__getattr__`` raises cannot break them.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
 MAX_TEXT = 100_000
 MAX_ITEMS = 1_000
 MAX_DEPTH = 12
+MAX_NODES = 20_000
+MAX_RECORD_TEXT = 1_000_000
+MAX_KEY = 200
 TRUNCATED = "…[truncated {n} chars]"
+OMITTED = "…[omitted: record size limit]"
+#: What a secret value becomes (pydantic ``SecretStr``/``SecretBytes``; see workers.redact).
+REDACTED = "[REDACTED]"
+# Ints past 64 bits become text (pandas and the SDKs' JSON want int64); past CPython's
+# int-to-str digit limit (4 300 digits by default) printing raises, so they become a marker.
+_INT_BITS = 64
+_INT_PRINTABLE_BITS = 14_000
+
+
+class Budget:
+    """What one record may still hold: values (``nodes``) and characters (``chars``)."""
+
+    __slots__ = ("chars", "nodes")
+
+    def __init__(self, nodes: int = MAX_NODES, chars: int = MAX_RECORD_TEXT) -> None:
+        """A fresh budget of ``nodes`` values and ``chars`` characters."""
+        self.nodes = nodes
+        self.chars = chars
+
+    def text(self, text: str, limit: int = MAX_TEXT) -> str:
+        """``text`` clipped to ``limit`` and to what is left of the budget (which it spends)."""
+        size = len(text)
+        if size <= limit and size <= self.chars:  # the common case, kept cheap
+            self.chars -= size
+            return text
+        allowed = min(limit, max(self.chars, 0))
+        out = clip(text, allowed)
+        self.chars -= min(len(text), allowed)
+        return out
 
 
 def clip(text: str, limit: int = MAX_TEXT) -> str:
@@ -24,99 +68,206 @@ def clip(text: str, limit: int = MAX_TEXT) -> str:
     return text[:limit] + TRUNCATED.format(n=len(text) - limit)
 
 
-def safe_repr(value: object, limit: int = 1_000) -> str:
-    """``repr(value)``, truncated; a marker if ``repr`` itself raises."""
-    try:
-        text = repr(value)
-    except Exception as exc:  # a hostile __repr__ must not break logging
-        return f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
-    return clip(text, limit)
-
-
-def safe_str(value: object, limit: int = MAX_TEXT) -> str:
-    """``str(value)`` for text fields (tool outputs, tokens), truncated; never raises."""
-    if isinstance(value, str):
-        text = value
-    else:
-        try:
-            text = str(value)
-        except Exception:
-            return safe_repr(value)
-    # Lone surrogates cannot be encoded to UTF-8 by any backend.
+def encodable(text: str) -> str:
+    """An exact ``str`` that UTF-8 can encode (lone surrogates replaced: backends refuse them)."""
+    if type(text) is not str:
+        text = str.__str__(text)  # a str subclass may override anything; keep only the text
+    if text.isascii():
+        return text
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         text = text.encode("utf-8", "replace").decode("utf-8")
-    return clip(text, limit)
+    return text
 
 
-def to_jsonable(value: Any, _depth: int = 0, _seen: frozenset[int] = frozenset()) -> Any:
+def _marker(value: object, exc: BaseException) -> str:
+    try:
+        name = type(value).__name__
+    except Exception:  # pragma: no cover - a metaclass would have to break __name__
+        name = "object"
+    return f"<unrepresentable {name}: {type(exc).__name__}>"
+
+
+def safe_repr(value: object, limit: int = 1_000, budget: Budget | None = None) -> str:
+    """``repr(value)``, truncated; a marker if ``repr`` itself raises (or returns a non-str)."""
+    if type(value) is int:
+        return _int_text(value)
+    try:
+        text = repr(value)
+        if not isinstance(text, str):
+            raise TypeError("__repr__ returned a non-string")
+        text = encodable(text)
+    except Exception as exc:  # a hostile __repr__ must not break logging
+        return _marker(value, exc)
+    return budget.text(text, limit) if budget is not None else clip(text, limit)
+
+
+def safe_str(value: object, limit: int = MAX_TEXT, budget: Budget | None = None) -> str:
+    """``str(value)`` for text fields (tool outputs, tokens), truncated; never raises."""
+    if type(value) is str and value.isascii():
+        text = value
+    elif isinstance(value, str):
+        text = encodable(value)
+    elif type(value) is int:
+        text = _int_text(value)
+    else:
+        try:
+            text = str(value)
+            if not isinstance(text, str):
+                raise TypeError("__str__ returned a non-string")
+            text = encodable(text)
+        except Exception:
+            return safe_repr(value, min(limit, 1_000), budget)
+    return budget.text(text, limit) if budget is not None else clip(text, limit)
+
+
+def _int_text(value: int) -> str:
+    bits = value.bit_length()
+    if bits > _INT_PRINTABLE_BITS:
+        return f"<int of {bits} bits>"
+    return clip(repr(value), 1_000)
+
+
+def _type_attr(value: object, name: str) -> Any:
+    """``type(value).<name>`` or None: the instance's ``__getattr__`` is never involved."""
+    try:
+        return getattr(type(value), name, None)
+    except Exception:
+        return None
+
+
+def _is_secret(value: object) -> bool:
+    """pydantic's ``SecretStr``/``SecretBytes``/``Secret`` (v1 or v2), by type."""
+    cls = type(value)
+    return "Secret" in cls.__name__ and cls.__module__.startswith("pydantic")
+
+
+def to_jsonable(
+    value: Any,
+    _depth: int = 0,
+    _seen: frozenset[int] = frozenset(),
+    *,
+    budget: Budget | None = None,
+) -> Any:
     """A JSON-safe copy of ``value``: dicts, lists, str, int, float, bool and None only.
 
     Pydantic models and LangChain objects are dumped; cycles and over-deep nesting become markers;
-    anything else becomes a truncated repr. Floats stay floats (NaN and inf included): pandas
-    and the seeds keep them so.
+    pydantic secrets become :data:`REDACTED`; anything else becomes a truncated repr. Floats stay
+    floats (NaN and inf included): pandas and the seeds keep them so. ``budget`` bounds the
+    result; pass one :class:`Budget` to every conversion of one record. Never raises.
     """
-    if value is None or isinstance(value, (bool, int, float)):
-        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**63:
-            return safe_repr(value)
+    if budget is None:
+        budget = Budget()
+    try:
+        return _convert(value, _depth, _seen, budget)
+    except Exception as exc:  # belt and braces: _convert guards each risky step itself
+        return _marker(value, exc)
+
+
+def _convert(value: Any, depth: int, seen: frozenset[int], budget: Budget) -> Any:
+    budget.nodes -= 1
+    if budget.nodes < 0:
+        return OMITTED
+    cls = type(value)
+    if value is None or cls is bool or cls is float:
         return value
+    if cls is str:
+        return budget.text(encodable(value))
+    if cls is int:
+        return value if value.bit_length() <= _INT_BITS else _int_text(value)
+    if isinstance(value, bool):  # pragma: no cover - bool cannot be subclassed
+        return bool(value)
+    if isinstance(value, int):  # IntEnum, numpy-like ints: their own methods may be hostile
+        return _convert(int.__int__(value), depth, seen, budget)
+    if isinstance(value, float):
+        return float.__float__(value)
     if isinstance(value, str):
-        return safe_str(value)
-    if _depth >= MAX_DEPTH:
+        return budget.text(encodable(value))
+    if depth >= MAX_DEPTH:
         return "<max depth>"
     ident = id(value)
-    if ident in _seen:
+    if ident in seen:
         return "<cycle>"
-    seen = _seen | {ident}
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        try:
-            items = list(value.items())
-        except Exception:
-            return safe_repr(value)
-        for i, (key, item) in enumerate(items):
-            if i >= MAX_ITEMS:
-                out["…"] = f"{len(items) - MAX_ITEMS} more items"
-                break
-            out[key if isinstance(key, str) else safe_str(key, 200)] = to_jsonable(
-                item, _depth + 1, seen
-            )
-        return out
-    if isinstance(value, (list, tuple, set, frozenset)):
-        seq = list(value)
-        out_list = [to_jsonable(item, _depth + 1, seen) for item in seq[:MAX_ITEMS]]
-        if len(seq) > MAX_ITEMS:
-            out_list.append(f"… {len(seq) - MAX_ITEMS} more items")
-        return out_list
+    inner = seen | {ident}
+    if cls is dict or isinstance(value, Mapping):
+        return _mapping(value, depth, inner, budget)
+    if cls in (list, tuple, set, frozenset, deque) or isinstance(
+        value, (list, tuple, set, frozenset, deque)
+    ):
+        return _sequence(value, depth, inner, budget)
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return safe_repr(bytes(value[:200])) + (
-            f"…[{len(value)} bytes]" if len(value) > 200 else ""
-        )
-    dump = getattr(value, "model_dump", None)
+        return _bytes(value, budget)
+    if _is_secret(value):
+        return REDACTED
+    dump = _type_attr(value, "model_dump")
     if callable(dump):
         try:
-            return to_jsonable(dump(), _depth + 1, seen)
+            dumped = dump(value)
         except Exception:
-            return safe_repr(value)
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item) and type(value).__module__.startswith("numpy"):
+            return safe_repr(value, budget=budget)
+        return _convert(dumped, depth + 1, inner, budget)
+    item = _type_attr(value, "item")  # numpy scalars
+    if callable(item) and cls.__module__.startswith("numpy"):
         try:
-            return to_jsonable(item(), _depth + 1, seen)
+            scalar = item(value)
         except Exception:
-            return safe_repr(value)
-    return safe_repr(value)
+            return safe_repr(value, budget=budget)
+        return _convert(scalar, depth + 1, inner, budget)
+    return safe_repr(value, budget=budget)
+
+
+def _mapping(value: Any, depth: int, seen: frozenset[int], budget: Budget) -> Any:
+    try:
+        size = len(value)
+        items = list(itertools.islice(value.items(), MAX_ITEMS))
+    except Exception:  # a broken Mapping, or a dict another thread is changing
+        return safe_repr(value, budget=budget)
+    out: dict[str, Any] = {}
+    for key, item in items:
+        plain = type(key) is str and len(key) <= MAX_KEY
+        name = encodable(key) if plain else safe_str(key, MAX_KEY)
+        budget.chars -= len(name)
+        out[name] = _convert(item, depth + 1, seen, budget)
+    if size > MAX_ITEMS:
+        out["…"] = f"{size - MAX_ITEMS} more items"
+    return out
+
+
+def _sequence(value: Any, depth: int, seen: frozenset[int], budget: Budget) -> Any:
+    try:
+        size = len(value)
+        head = list(itertools.islice(value, MAX_ITEMS))
+    except Exception:
+        return safe_repr(value, budget=budget)
+    out = [_convert(item, depth + 1, seen, budget) for item in head]
+    if size > MAX_ITEMS:
+        out.append(f"… {size - MAX_ITEMS} more items")
+    return out
+
+
+def _bytes(value: bytes | bytearray | memoryview, budget: Budget) -> str:
+    try:
+        size = value.nbytes if isinstance(value, memoryview) else len(value)
+        head = bytes(value)[:200] if isinstance(value, memoryview) else bytes(value[:200])
+    except Exception as exc:
+        return _marker(value, exc)
+    return budget.text(repr(head)) + (f"…[{size} bytes]" if size > 200 else "")
 
 
 def is_finite_number(value: object) -> bool:
     """True for an int or a finite float (not bool): what a metric backend can plot."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True  # math.isfinite would raise OverflowError past float range
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def flatten(nested: Mapping[str, Any] | None, parent: str = "", sep: str = "_") -> dict[str, Any]:
     """The seeds' ``flatten_dict``: nested dict keys joined with ``_``; None flattens to {}."""
     out: dict[str, Any] = {}
-    if not nested:
+    if not nested or not isinstance(nested, Mapping):
         return out
     for key, value in nested.items():
         name = f"{parent}{sep}{key}" if parent else str(key)

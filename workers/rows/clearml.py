@@ -8,6 +8,7 @@ run id (the seed builds its prompt side from LLM-end rows and loses the prompts)
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pandas as pd
@@ -18,6 +19,8 @@ from workers.metrics import COMPLEXITY_METRICS
 from workers.records import Record
 from workers.rows.pairing import PromptBook
 from workers.sanitize import flatten
+
+logger = logging.getLogger("tracker.rows.clearml")
 
 TOKEN_COLUMNS = (
     "token_usage_total_tokens",
@@ -39,9 +42,23 @@ class ClearMLRows:
         self.counters.reset()
 
     def rows(self, record: Record) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The action rows for ``record`` and the Session Analysis rows it completes."""
+        """The action rows for ``record`` and the Session Analysis rows it completes.
+
+        Never raises: a record whose fields lack what its kind needs (a ``redact=`` hook edited
+        them) still gives one row, with what it has and a ``row_error``.
+        """
+        meta = self.counters.advance(record.kind)
+        try:
+            rows, session = self._rows(record, meta)
+        except Exception as exc:
+            return [fallback_row(record, meta, exc)], []
+        # Every event leaves a row, even one with no prompts, generations or inputs.
+        return rows or [empty_row(record, meta)], session
+
+    def _rows(
+        self, record: Record, meta: dict[str, int]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         kind, f = record.kind, record.fields
-        meta = self.counters.advance(kind)
         if record.degraded:
             return [{"action": kind.value, **f, **meta}], []
         if kind in (Kind.LLM_START, Kind.CHAT_MODEL_START):
@@ -118,6 +135,23 @@ class ClearMLRows:
             return [{**base, "input": chain_input}]
         # The seed raises "Unexpected data format provided!" here (clearml issue #1126).
         return [{**base, **flatten(inputs, "inputs")}]
+
+
+def fallback_row(record: Record, meta: dict[str, int], exc: Exception) -> dict[str, Any]:
+    """The one row of a record the normal path could not shape (shared with the Comet rows)."""
+    logger.debug("tracker: %s record could not be shaped", record.kind.value, exc_info=True)
+    fields = record.fields if isinstance(record.fields, dict) else {"fields": record.fields}
+    try:
+        flat = flatten(fields)
+    except Exception:
+        flat = {}
+    return {"action": record.kind.value, **flat, "row_error": f"{type(exc).__name__}", **meta}
+
+
+def empty_row(record: Record, meta: dict[str, int]) -> dict[str, Any]:
+    """The row of an event that carried nothing to list (no prompts, generations, inputs)."""
+    action = "on_llm_start" if record.kind is Kind.CHAT_MODEL_START else record.kind.value
+    return {"action": action, **meta}
 
 
 def _scalarish(fields: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import pandas as pd
 from workers.counters import Counters
 from workers.event import Kind
 from workers.records import Record
+from workers.rows.clearml import empty_row, fallback_row
 from workers.rows.pairing import PromptBook
 from workers.rows.summary import describe
 from workers.sanitize import flatten, to_jsonable
@@ -59,9 +60,22 @@ class CometRows:
         self.counters.reset()
 
     def build(self, record: Record) -> CometOutput:
-        """What ``record`` makes the seed log (and the session pairs it completes)."""
+        """What ``record`` makes the seed log (and the session pairs it completes).
+
+        Never raises: a record whose fields lack what its kind needs (a ``redact=`` hook edited
+        them) still gives one row, with what it has and a ``row_error``.
+        """
+        meta = self.counters.advance(record.kind)
+        try:
+            out = self._build(record, meta)
+        except Exception as exc:
+            return CometOutput(rows=[fallback_row(record, meta, exc)])
+        if not out.rows:  # every event leaves a row, even one with no prompts or generations
+            out.rows.append(empty_row(record, meta))
+        return out
+
+    def _build(self, record: Record, meta: dict[str, int]) -> CometOutput:
         kind, f = record.kind, record.fields
-        meta = self.counters.advance(kind)
         step = meta["step"]
         out = CometOutput()
         if record.degraded:

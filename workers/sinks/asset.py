@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workers.redact import scrub
 from workers.sanitize import to_jsonable
 
 
@@ -25,6 +26,16 @@ class SavedAsset:
 
 
 def _json_text(asset: Any) -> str:
+    """The asset as JSON text, its secret values replaced (the markers naming them are kept)."""
+    text = _raw_json_text(asset)
+    try:
+        data = json.loads(text)
+    except ValueError:  # a save() that wrote something else (YAML, …): scrub it as text
+        return str(scrub(text))
+    return json.dumps(scrub(data, keep_markers=True), indent=2, default=str)
+
+
+def _raw_json_text(asset: Any) -> str:
     for method in ("save", "save_agent"):
         save = getattr(asset, method, None)
         if callable(save):
@@ -69,5 +80,5 @@ def llm_parameters(asset: Any) -> dict[str, Any]:
         params = llm.dict() if hasattr(llm, "dict") else {}
     except Exception:
         return {}
-    result = to_jsonable(params)
+    result = scrub(to_jsonable(params))
     return result if isinstance(result, dict) else {}

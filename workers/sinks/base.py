@@ -20,6 +20,8 @@ from workers.records import Record
 class Sink(ABC):
     """One backend. Subclasses say which analyses they need and implement the four steps."""
 
+    _init_args: tuple[tuple[Any, ...], dict[str, Any]]
+
     #: Short name used in logs and stats ("clearml", "comet").
     name: str = "sink"
     #: Whether LLM-end records must carry the 16 text complexity metrics.
@@ -33,6 +35,20 @@ class Sink(ABC):
     render_sentences: Callable[[list[str], list[str]], Awaitable[list[dict[str, Any]]]] | None = (
         None
     )
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Sink:
+        """Remember the constructor's arguments, so :meth:`fresh` can build a twin."""
+        sink = super().__new__(cls)
+        sink._init_args = (args, kwargs)
+        return sink
+
+    def fresh(self) -> Sink:
+        """A new, unopened sink configured like this one (for a forked child process).
+
+        Wrappers override it to wrap a fresh inner sink.
+        """
+        args, kwargs = self._init_args
+        return type(self)(*args, **kwargs)
 
     @property
     @abstractmethod

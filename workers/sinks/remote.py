@@ -137,9 +137,13 @@ class RemoteSink(Sink):
             raise SinkProcessError(f"the {self.name} sink process is not running")
         data = pickle.dumps((op, payload), protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            await process.stdin.send(HEADER.pack(len(data)) + data)
-            header = await self._receive(HEADER.size)
-            reply = pickle.loads(await self._receive(HEADER.unpack(header)[0]))
+            # Shielded: a request cut after sending would leave its reply in the pipe for the
+            # next call, and a retried write could be delivered twice. A hung child is waited
+            # for, like a hung SDK call in a worker thread.
+            with anyio.CancelScope(shield=True):
+                await process.stdin.send(HEADER.pack(len(data)) + data)
+                header = await self._receive(HEADER.size)
+                reply = pickle.loads(await self._receive(HEADER.unpack(header)[0]))
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise SinkProcessError(
                 f"the {self.name} sink process exited (code {process.returncode}) during '{op}'"

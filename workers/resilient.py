@@ -1,0 +1,272 @@
+"""A sink wrapper that survives its backend: retries, a circuit breaker and a durable spool.
+
+Every pipeline wraps each of its sinks in a :class:`ResilientSink`:
+
+- a failed call is retried (``RetryPolicy``) and, if it still fails, the breaker opens;
+- while the breaker is open, or while older batches still wait in the spool, batches are appended
+  to the spool instead (order is kept: nothing overtakes what is spooled), and the backend is not
+  called at all but for one probe per cool-down;
+- when a probe succeeds the spool is replayed in order, oldest first, each batch once (cursor).
+
+Abandoning a call at its deadline could half-deliver it, and a retry would then write it twice.
+Where that can happen the wrapper does not abandon: the SDK sinks run their calls in worker
+threads, which anyio never abandons (a late call completes and counts as delivered), and the
+child-process sink keeps its pipe exchange whole. What the deadline cuts is waiting on anything
+else (a hung injected fault, a hung open).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from workers.breaker import CircuitBreaker, RetryPolicy
+from workers.counters import Counters
+from workers.flush import FlushRequest
+from workers.records import Record
+from workers.sinks.base import Sink
+from workers.spool import Spool
+
+logger = logging.getLogger("tracker.resilient")
+
+
+class SpoolPendingError(RuntimeError):
+    """A flush returned while events wait in the spool, or were lost, or it failed."""
+
+
+class ResilientSink(Sink):
+    """Delivers to ``inner`` with retries; spools what it cannot deliver and replays it later."""
+
+    def __init__(
+        self,
+        inner: Sink,
+        spool: Callable[[], Spool] | None,
+        retry: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        """Wrap ``inner``; ``spool`` opens the spool (in a worker thread, at open).
+
+        Without a spool, batches that still fail after their retries are lost: counted in
+        ``lost`` and reported by the next flush.
+        """
+        self.inner = inner
+        self.name = inner.name
+        self.needs_complexity = inner.needs_complexity
+        self.needs_pages = inner.needs_pages
+        self._spool_factory = spool
+        self.spool: Spool | None = None
+        self.retry = retry or RetryPolicy()
+        self.breaker = breaker or CircuitBreaker()
+        self.opened = False
+        self.spooled = 0
+        self.replayed = 0
+        self.lost = 0
+        self._lost_unreported = 0
+        self.last_error: str | None = None
+        self._warned_trip = -1
+
+    def fresh(self) -> ResilientSink:
+        """A twin around a fresh inner sink, with its own spool (a forked child's)."""
+        return ResilientSink(self.inner.fresh(), self._spool_factory, self.retry)
+
+    @property
+    def counters(self) -> Counters:
+        """The wrapped sink's seed counters."""
+        return self.inner.counters
+
+    @property  # type: ignore[override]
+    def archive_path(self) -> Path | None:
+        """The wrapped sink's archive."""
+        return self.inner.archive_path
+
+    @property
+    def in_spool(self) -> int:
+        """Events waiting in the spool right now."""
+        return self.spool.pending_events if self.spool is not None else 0
+
+    def _backlogged(self) -> bool:
+        return not self.opened or self.breaker.is_open or self.in_spool > 0
+
+    # -- the Sink protocol -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the backend; if it is down, start spooling and retry at each cool-down."""
+        self.inner.render_sentences = self.render_sentences
+        if self._spool_factory is not None:
+            self.spool = await anyio.to_thread.run_sync(self._spool_factory)
+        try:
+            await self._call(self.inner.open)
+        except Exception as exc:
+            if self.spool is None:
+                raise
+            self._failed(exc, "open")
+            return
+        self.opened = True
+        self.breaker.success()
+        await self._replay()  # what an earlier run left behind comes first
+
+    async def write(self, records: list[Record]) -> None:
+        """Deliver ``records``, or spool them (in order) when the backend cannot take them."""
+        if self._backlogged():
+            if self.spool is not None:
+                await self._spool(records)
+                await self.maintain()
+                return
+            if not self.breaker.allows_call():  # no spool: a dead backend is not hammered
+                self._lose(records)
+                return
+        try:
+            await self._call(self.inner.write, records)
+        except Exception as exc:
+            self._failed(exc, "write")
+            if self.spool is None:
+                self._lose(records)
+            else:
+                await self._spool(records)
+            return
+        self.breaker.success()
+
+    async def flush(self, request: FlushRequest) -> None:
+        """Replay the spool first (one probe even during a cool-down), then flush the backend.
+
+        Raises (so the flush result lists it) when events are still spooled or were lost.
+        """
+        if self._backlogged():
+            await self.maintain(probe=True)
+        problems: list[str] = []
+        # A backend that is down is not asked to flush, unless this is the last chance.
+        if self.opened and (not self.breaker.is_open or request.finish):
+            try:
+                await self._call(self.inner.flush, request)
+            except Exception as exc:
+                self._failed(exc, "flush")
+                problems.append(f"the flush failed: {type(exc).__name__}: {exc}")
+        if self._lost_unreported:
+            problems.append(
+                f"{self._lost_unreported} events were lost: the backend failed "
+                f"({self.last_error}) and there is no spool to keep them (spool=False)"
+            )
+            self._lost_unreported = 0
+        if self.in_spool:
+            problems.append(
+                f"{self.in_spool} events wait in the spool at {self.spool.directory} because "  # type: ignore[union-attr]
+                f"the backend failed ({self.last_error}); they are replayed in order when it "
+                "answers again, or by the next handler started with the same spool"
+            )
+        if request.finish and self.spool is not None:
+            self.spool.close()
+        if problems:
+            raise SpoolPendingError("; ".join(problems))
+
+    async def reset_counters(self) -> None:
+        """Forward a queued counter reset."""
+        if self.opened:
+            await self.inner.reset_counters()
+
+    async def close(self) -> None:
+        """Release the wrapped sink and the spool directory."""
+        try:
+            if self.opened:
+                await self.inner.close()
+        finally:
+            if self.spool is not None:
+                self.spool.close()
+
+    async def maintain(self, probe: bool = False) -> None:
+        """If the breaker allows it (or ``probe``), reopen the backend and replay the spool."""
+        if not (probe or self.breaker.allows_call()):
+            return
+        if not self.opened:
+            try:
+                await self._once(self.inner.open)
+            except Exception as exc:
+                self._failed(exc, "open")
+                return
+            self.opened = True
+        await self._replay(probe)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _replay(self, probe: bool = False) -> None:
+        spool = self.spool
+        while spool is not None and spool.pending_batches:
+            if not (probe or self.breaker.allows_call()):
+                return
+            probe = False  # one forced probe at most
+            item = await anyio.to_thread.run_sync(spool.peek)
+            if item is None:
+                spool.pending_batches = spool.pending_events = 0
+                return
+            position, batch = item
+            records = [Record.from_wire(wire) for wire in batch]
+            try:
+                await self._once(self.inner.write, records)
+            except Exception as exc:
+                self._failed(exc, "replay")
+                return
+            await anyio.to_thread.run_sync(spool.commit, position, len(batch))
+            self.replayed += len(batch)
+            self.breaker.success()
+            if not spool.pending_batches:
+                logger.warning(
+                    "tracker: the %s backend is back; %d spooled events replayed",
+                    self.name,
+                    self.replayed,
+                )
+
+    async def _call(self, step: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """``step(*args)`` with the retry policy: backoff with jitter between attempts."""
+        retry = self.retry
+        for attempt in range(1, retry.attempts + 1):
+            try:
+                await self._once(step, *args)
+                return
+            except Exception:
+                if attempt == retry.attempts:
+                    raise
+            await anyio.sleep(retry.pause(attempt))
+
+    async def _once(self, step: Callable[..., Awaitable[None]], *args: Any) -> None:
+        retry = self.retry
+        deadline = {
+            self.inner.open: retry.open_deadline,
+            self.inner.flush: retry.flush_deadline,
+        }.get(step, retry.deadline)
+        try:
+            with anyio.fail_after(deadline):
+                await step(*args)
+        except TimeoutError as exc:
+            raise TimeoutError(f"no answer within {deadline:g}s") from exc
+
+    async def _spool(self, records: list[Record]) -> None:
+        batch = [record.to_wire() for record in records]
+        # append fsyncs: off the runtime loop, which every pipeline of the process shares.
+        await anyio.to_thread.run_sync(self.spool.append, batch)  # type: ignore[union-attr]
+        self.spooled += len(records)
+
+    def _lose(self, records: list[Record]) -> None:
+        self.lost += len(records)
+        self._lost_unreported += len(records)
+
+    def _failed(self, exc: BaseException, what: str) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self.breaker.failure()
+        # One warning per outage (breaker trip), never one per batch or event.
+        if self.breaker.trips != self._warned_trip:
+            self._warned_trip = self.breaker.trips
+            where = (
+                f"spooling to {self.spool.directory} until it answers"
+                if self.spool is not None
+                else "dropping what it refuses (no spool)"
+            )
+            logger.warning(
+                "tracker: the %s backend failed during %s (%s); %s",
+                self.name,
+                what,
+                self.last_error,
+                where,
+            )
