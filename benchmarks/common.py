@@ -48,12 +48,38 @@ class Sizes:
     chain_invokes: int
     # Pipeline capacity: events enqueued per backend.
     capacity_events: int
+    # Flush: timed flushes of an empty queue, events queued before a flush (and its rounds),
+    # the small backlog a finish starts from.
+    flush_empty: int = 30
+    flush_events: int = 10_000
+    flush_rounds: int = 3
+    finish_backlog: int = 300
+    # Memory: queue_size of the handlers, seconds of overload, events without a flush.
+    memory_queue: int = 20_000
+    memory_seconds: float = 60.0
+    memory_events: int = 1_000_000
 
     @classmethod
     def named(cls, name: str) -> Sizes:
         """``full`` (what ``make bench`` runs) or ``quick``."""
         if name == "quick":
-            return cls(2, 20, 10, 5, 1, 1, 10, 600)
+            return cls(
+                2,
+                20,
+                10,
+                5,
+                1,
+                1,
+                10,
+                600,
+                flush_empty=5,
+                flush_events=1_000,
+                flush_rounds=1,
+                finish_backlog=50,
+                memory_queue=2_000,
+                memory_seconds=3.0,
+                memory_events=20_000,
+            )
         return cls(10, 100, 10, 40, 4, 5, 100, 30_000)
 
 

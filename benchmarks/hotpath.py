@@ -8,7 +8,6 @@ round (untimed) so their queues never fill up.
 
 from __future__ import annotations
 
-import importlib.util
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -195,16 +194,17 @@ def deque_sampler(calls: int) -> Callable[[], int]:
 
 def otel_sampler(calls: int) -> tuple[Callable[[], int] | None, str | None]:
     """OpenTelemetry span start+end through a BatchSpanProcessor, if the SDK is installed."""
-    if importlib.util.find_spec("opentelemetry") is None or (
-        importlib.util.find_spec("opentelemetry.sdk") is None
-    ):
-        return None, "not installed (opentelemetry-sdk)"
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import (
-        BatchSpanProcessor,
-        SpanExporter,
-        SpanExportResult,
-    )
+    # Import rather than find_spec: "opentelemetry" is a namespace package, so a spec can be
+    # found while the SDK is missing or broken; the import error says which.
+    try:
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+    except ImportError as exc:
+        return None, f"not installed (opentelemetry-sdk: {exc})"
 
     class NullExporter(SpanExporter):
         def export(self, spans: Any) -> SpanExportResult:

@@ -8,13 +8,17 @@ need differently configured handlers):
   with the same handlers (all features on);
 - ``seeds``: langchain_community's handlers for targets 1 and 2, with that process's own
   baselines (they cannot share a process with ours: one ClearML Task per process, and comet_ml
-  ends the previous experiment when a new one starts).
+  ends the previous experiment when a new one starts);
+- ``serving``: target 3 under many concurrent chains, each variant in a process of its own;
+- ``flush``: target 5, aflush_tracker empty, after a backlog, and finish=True;
+- ``memory``: target 6, RSS under overload (slow sinks) and over 1,000,000 events unflushed.
 
 The parent merges the tables of the same target.
 
 Within a phase the variants are interleaved in rounds. Options: ``--quick`` (tiny sizes, for the
-smoke test), ``--out PATH`` (default ``benchmarks/RESULTS.md``), ``--only PHASE`` (repeatable),
-``--keep`` (keep the temporary folder with the phases' logs and offline archives).
+smoke test), ``--out PATH`` (default ``benchmarks/RESULTS.md``), ``--only PHASE[,PHASE…]``
+(repeatable or comma-separated), ``--keep`` (keep the temporary folder with the phases' logs and
+offline archives).
 """
 
 from __future__ import annotations
@@ -33,15 +37,35 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
-PHASES = ("hotpath", "pipeline", "seeds", "serving")
+PHASES = ("hotpath", "pipeline", "seeds", "serving", "flush", "memory")
 PHASE_TIMEOUT = 900
+# The memory phase pushes a million events through both handlers and then finishes them (Comet's
+# end() first writes its offline streamer's backlog): about 15 minutes on a 2-core machine.
+PHASE_TIMEOUTS = {"memory": 1800}
+
+
+def _phase_list(value: str) -> list[str]:
+    """``--only`` value: one phase or a comma-separated list of them."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in PHASES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown phase {', '.join(unknown) or repr(value)} (choose from {', '.join(PHASES)})"
+        )
+    return names
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where RESULTS.md goes")
-    parser.add_argument("--only", action="append", choices=PHASES, help="run only this phase")
+    parser.add_argument(
+        "--only",
+        action="append",
+        type=_phase_list,
+        metavar="PHASE[,PHASE…]",
+        help=f"run only these phases (repeatable or comma-separated: {', '.join(PHASES)})",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     # Internal: run one phase in this process (what the parent spawns).
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
@@ -80,6 +104,14 @@ def run_phase(name: str, size: str, result: Path, tmp: Path) -> None:
         from benchmarks import serving
 
         tables = [serving.run(sizes, tmp)]
+    elif name == "flush":
+        from benchmarks import flush
+
+        tables = [flush.run(sizes, tmp)]
+    elif name == "memory":
+        from benchmarks import memory
+
+        tables = memory.run(sizes, tmp)
     else:
         from benchmarks import chain, hotpath
         from benchmarks.subjects import seed_session
@@ -119,7 +151,7 @@ def _spawn(name: str, size: str, tmp: Path) -> tuple[list[dict[str, object]] | N
             errors="replace",
         )
         assert child.stderr is not None
-        deadline = time.monotonic() + PHASE_TIMEOUT
+        deadline = time.monotonic() + PHASE_TIMEOUTS.get(name, PHASE_TIMEOUT)
         for line in child.stderr:
             log_file.write(line)
             tail = [*tail[-39:], line.rstrip()]
@@ -176,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="tracker-bench-"))
     tables: list[Table] = []
     failures: list[str] = []
-    for name in args.only or PHASES:
+    chosen = [name for names in args.only for name in names] if args.only else PHASES
+    for name in dict.fromkeys(chosen):  # in the order given, once each
         print(f"== phase {name} ({size})", flush=True)
         found, failure = _spawn(name, size, tmp)
         if found is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,10 +51,17 @@ class Handlers:
         return [self.clearml, self.comet]
 
 
-def our_handlers(offline_dir: Path, *, all_features: bool, queue_size: int) -> tuple[Any, Any]:
+def our_handlers(
+    offline_dir: Path,
+    *,
+    all_features: bool,
+    queue_size: int,
+    wrap_sink: Callable[[Any], Any] | None = None,
+) -> tuple[Any, Any]:
     """Our ClearML and Comet handlers, offline.
 
     ``all_features``: stream_logs, complexity metrics and visualizations; else stream_logs only.
+    ``wrap_sink``: passed as the handlers' private ``_wrap_sink=`` (see benchmarks.load).
     """
     from tracker import ClearMLCallbackHandler, CometCallbackHandler
 
@@ -66,6 +73,7 @@ def our_handlers(offline_dir: Path, *, all_features: bool, queue_size: int) -> t
         offline=True,
         offline_dir=offline_dir,
         queue_size=queue_size,
+        _wrap_sink=wrap_sink,
     )
     comet = CometCallbackHandler(
         project_name="tracker-benchmark",
@@ -76,6 +84,7 @@ def our_handlers(offline_dir: Path, *, all_features: bool, queue_size: int) -> t
         offline=True,
         offline_dir=offline_dir,
         queue_size=queue_size,
+        _wrap_sink=wrap_sink,
     )
     # Wait for the background start (sink processes, Task / Experiment), so no phase times it.
     for handler in (clearml, comet):
@@ -84,10 +93,18 @@ def our_handlers(offline_dir: Path, *, all_features: bool, queue_size: int) -> t
 
 
 @contextlib.contextmanager
-def our_session(tmp: Path, *, all_features: bool, queue_size: int) -> Iterator[Handlers]:
+def our_session(
+    tmp: Path,
+    *,
+    all_features: bool,
+    queue_size: int,
+    wrap_sink: Callable[[Any], Any] | None = None,
+) -> Iterator[Handlers]:
     """Our two handlers, live for the ``with`` block and finished on exit."""
     log("starting our handlers")
-    clearml, comet = our_handlers(tmp / "offline", all_features=all_features, queue_size=queue_size)
+    clearml, comet = our_handlers(
+        tmp / "offline", all_features=all_features, queue_size=queue_size, wrap_sink=wrap_sink
+    )
     found = Handlers(clearml, comet)
     try:
         yield found

@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,10 @@ from workers.sinks.base import Sink
 logger = logging.getLogger("tracker.sinks.comet")
 
 LANGCHAIN_MODEL_NAME = "langchain-model"
+# Messages comet_ml may hold unwritten before a write waits for its writer (~1 KB each), and the
+# longest such wait (a writer that stopped must not stop the tracker).
+WRITER_BACKLOG = 10_000
+WRITER_WAIT_SECONDS = 60.0
 AUTO_LOGGING_OFF: dict[str, Any] = {
     "log_code": False,
     "log_graph": False,
@@ -154,6 +159,22 @@ class CometSink(Sink):
                 experiment.log_metrics(values, prefix=prefix, step=step)
         self.store.table("actions").extend(actions)
         self.store.table("pairs").extend(pairs)
+        self._wait_for_writer(experiment)
+
+    def _wait_for_writer(self, experiment: Any) -> None:
+        """Backpressure: let comet_ml's writer thread catch up before taking more.
+
+        comet_ml queues every message in memory and its offline writer thread puts them on disk
+        about 1 000 per second; faster input grew the sink process by hundreds of MB per million
+        events (benchmarks/RESULTS.md, memory). Waiting here (a worker thread of the sink) holds
+        our bounded queue back instead, where the overflow policy applies.
+        """
+        messages = getattr(getattr(experiment, "streamer", None), "messages", None)
+        if messages is None or messages.qsize() <= WRITER_BACKLOG:
+            return
+        deadline = time.monotonic() + WRITER_WAIT_SECONDS
+        while messages.qsize() > WRITER_BACKLOG // 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     async def flush(self, request: FlushRequest) -> None:
         """The seed's flush_tracker: session table, action records, visualizations, model."""
