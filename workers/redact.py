@@ -96,11 +96,27 @@ def is_secret_key(key: str) -> bool:
 
 def scrub_text(text: str) -> str:
     """``text`` with secret-looking values replaced by the marker."""
-    if len(text) < _SHORTEST or not _ANY.search(text):
+    if len(text) < _SHORTEST:
+        return text
+    if len(text) <= _CACHED_LENGTH:  # keys, names, ids repeat in every event: search once
+        return _scrub_short(text)
+    return _scrub(text)
+
+
+# Short strings (dict keys, class names, ids, prompts' template parts) recur in every event:
+# searching them once is most of the scrubber's cost saved. Long texts are rarely repeated.
+_CACHED_LENGTH = 256
+
+
+def _scrub(text: str) -> str:
+    if not _ANY.search(text):
         return text
     text = _BEARER.sub(rf"\g<1>{REDACTED}", text)
     text = _TOKENS.sub(REDACTED, text)
     return _PAIR.sub(rf"\g<1>{REDACTED}", text)
+
+
+_scrub_short = lru_cache(maxsize=16_384)(_scrub)
 
 
 def _is_marker(value: dict[str, Any]) -> bool:
