@@ -105,7 +105,8 @@ async def test_thirty_second_outage_under_load(offline_dir: Path):
     outage = statistics.median(latencies["outage"])
     phases = {k: f"{statistics.median(v) * 1e3:.3f}" for k, v in latencies.items()}
     report = (
-        f"chains {len(sent)}; median latency ms by phase {phases}; healthy {healthy * 1e3:.3f} ms, outage "
+        f"chains {len(sent)}; median latency ms by phase {phases}; healthy "
+        f"{healthy * 1e3:.3f} ms, outage "
         f"{outage * 1e3:.3f} ms ({outage / healthy:.3f}x); tracker CPU while down "
         f"{cpu_down:.2f}s over {wall_down:.1f}s ({100 * cpu_down / wall_down:.1f}% of a core; "
         f"{100 * cpu_up:.1f}% before the outage, same load); "
