@@ -29,6 +29,7 @@ from workers.records import Record, convert
 from workers.redact import RedactHook, Redactor
 from workers.resilient import ResilientSink, SpoolPendingError
 from workers.runtime import Runtime, get_runtime
+from workers.sampling import TraceSampler
 from workers.sinks.base import Sink
 from workers.spool import Spool, open_spool
 
@@ -56,6 +57,7 @@ class Pipeline:
         overflow: str = "drop_newest",
         block_timeout: float = 1.0,
         redact: RedactHook | None = None,
+        sample_rate: float = 1.0,
         runtime: Runtime | None = None,
     ) -> None:
         """Create the queue and start consuming it on the runtime loop.
@@ -64,6 +66,7 @@ class Pipeline:
         spooling below ``spool`` (one directory per sink) when it is given. ``overflow`` and
         ``block_timeout``: see :class:`~workers.queue.EventQueue`. ``redact``: the user hook run
         on each converted record after the default secret scrubber (:mod:`workers.redact`).
+        ``sample_rate``: the share of root runs (whole traces) logged (:mod:`workers.sampling`).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
@@ -94,6 +97,7 @@ class Pipeline:
         self.degraded = 0
         self.metrics_skipped = 0
         self._redactor = Redactor(redact)
+        self._sampler = TraceSampler(sample_rate)
         self._live: list[ResilientSink] = []
         self._write_errors: list[str] = []  # since the last flush, reported in its result
         self._metric_processes = metric_processes
@@ -226,6 +230,7 @@ class Pipeline:
             "sink_errors": self.sink_errors,
             "metrics_skipped": self.metrics_skipped,
             "redacted_dropped": self._redactor.dropped,
+            "sampled_out": self._sampler.dropped,
             "redact_errors": self._redactor.errors,
             "spooled": sum(s.spooled for s in self.sinks),
             "replayed": sum(s.replayed for s in self.sinks),
@@ -363,8 +368,10 @@ class Pipeline:
                 if self.closed:  # finished: what came after the barrier is refused, as later puts
                     self._refuse(batch[index + 1 :])
                     return
-            else:
+            elif self._sampler.keep(event):
                 records.append(convert(event))
+            else:  # not in a sampled trace: processed, by being left out
+                self.queue.delivered += 1
         if records:
             await self._deliver(records)
 
