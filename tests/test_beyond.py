@@ -94,10 +94,14 @@ def test_runs_table_and_llm_scalars_in_both_archives(offline_dir: Path):
     )
     assert scalars["latency_s"] == 3 and scalars["total_tokens"] == 3
 
+    health = {s["series"] for s in clearml_archive.scalars() if s["title"] == "Tracker health"}
+    assert {"queue_depth", "dropped", "delay_s", "in_spool"} <= health  # sampled at the flush
+
     comet_archive = read_comet_archive(comet.archive_path)
     check_runs(comet_archive.tables()["langchain-runs.csv"])
     names = Counter(str(m.get("metricName", m.get("name"))) for m in comet_archive.metrics())
     assert names["llm_run_latency_s"] == 3 and names["llm_run_total_tokens"] == 3, names
+    assert names["tracker_processed"] >= 1 and names["tracker_delay_s"] >= 1, names
 
 
 def test_one_handler_feeds_clearml_comet_and_jsonl_from_one_queue(offline_dir: Path):

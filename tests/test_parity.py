@@ -94,12 +94,14 @@ def test_comet_parity(tmp_path: Path) -> None:
     assert ours.texts() == theirs.texts()
 
     # Metric summaries: same names, values and steps; ours adds the LLM runs' latency and
-    # tokens (prefix llm_run_, README "Beyond the seeds").
+    # tokens and the tracker's health (prefixes llm_run_ and tracker_, README "Beyond the
+    # seeds").
     def metrics(archive: object) -> list[tuple[str, object, object]]:
         return sorted(
             (m["name"], m["value"], m["step"])
             for m in archive.metrics()  # type: ignore[attr-defined]
-            if m["name"] != "process duration" and not m["name"].startswith("llm_run_")
+            if m["name"] != "process duration"
+            and not m["name"].startswith(("llm_run_", "tracker_"))
         )
 
     assert metrics(ours) == metrics(theirs)

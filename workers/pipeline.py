@@ -39,6 +39,7 @@ DEFAULT_BATCH_SIZE = 512
 DEFAULT_FLUSH_INTERVAL = 0.5
 OPEN_TIMEOUT = 60.0
 DROP_WARNING_INTERVAL = 10.0  # seconds between "queue full" warnings, whatever the drop rate
+HEALTH_INTERVAL = 10.0  # seconds between samples of the tracker's own health (and at flushes)
 
 
 class Pipeline:
@@ -106,6 +107,9 @@ class Pipeline:
         self._wake_event: anyio.Event | None = None
         self._since_flush = (0, 0)  # (delivered, dropped) at the last flush
         self._drops_warned = (0, -DROP_WARNING_INTERVAL)  # (dropped count, monotonic time)
+        self._health_step = 0
+        self._health_at = time.monotonic()
+        self._delay = 0.0  # seconds from the oldest event of the last batch to its delivery
         for sink in self.sinks:
             sink.render_sentences = self.render_sentences
         self._runtime = runtime or get_runtime()
@@ -274,6 +278,8 @@ class Pipeline:
                     await self._process(batch)
                 except Exception:  # a bug here must not stop the pipeline for good
                     logger.exception("tracker: a batch of %d events failed", len(batch))
+            if time.monotonic() - self._health_at >= HEALTH_INTERVAL and not self.closed:
+                await self._health()
             if self._spill_spool is not None and not self.closed:
                 try:
                     await self._unspill()
@@ -331,6 +337,22 @@ class Pipeline:
             self.queue.delivered += taken - len(batch)  # withheld by the redact hook
             self._unspilled += taken
             await anyio.to_thread.run_sync(spool.commit, position, taken)
+
+    async def _health(self) -> None:
+        """A sample of the tracker's own health to every sink (scalars over time)."""
+        queue = self.queue
+        self._health_step += 1
+        self._health_at = time.monotonic()
+        values = {
+            "queue_depth": float(queue.depth),
+            "enqueued": float(queue.enqueued),
+            "processed": float(queue.delivered),
+            "dropped": float(queue.dropped),
+            "spill": float(queue.spilled - self._unspilled),
+            "delay_s": round(self._delay, 6),
+        }
+        step = self._health_step
+        await self._each_sink(lambda sink: sink.log_health(values, step))
 
     def _warn_drops(self) -> None:
         """Log dropped events at most once per interval (never once per event)."""
@@ -396,6 +418,7 @@ class Pipeline:
         if records:
             await self._analyze(records)
             errors = await self._each_sink(lambda sink: sink.write(records))
+            self._delay = time.time() - records[0].event.time
             if errors and len(self._write_errors) < 20:
                 self._write_errors.extend(f"{e} ({len(records)} events)" for e in errors)
         self.queue.delivered += converted
@@ -425,6 +448,7 @@ class Pipeline:
             await self._each_sink(lambda sink: sink.reset_counters())
             return
         request: FlushRequest = event.data[0]
+        await self._health()
         try:
             errors = await self._each_sink(lambda sink: sink.flush(request))
             errors = [

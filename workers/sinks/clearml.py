@@ -133,6 +133,14 @@ class ClearMLSink(Sink):
         self.store.table("actions").extend(actions)
         self.store.table("session").extend(session)
 
+    async def log_health(self, values: dict[str, float], step: int) -> None:
+        """The tracker's health as scalars: title "Tracker health", one series per value."""
+        await anyio.to_thread.run_sync(self._log_health, values, step)
+
+    def _log_health(self, values: dict[str, float], step: int) -> None:
+        for series, value in values.items():
+            self.logger.report_scalar("Tracker health", series, value, iteration=step)
+
     def _report_llm_run(self, row: dict[str, Any]) -> None:
         """Latency and tokens of one LLM run as scalars over time (x: the LLM run's number)."""
         self._llm_runs += 1

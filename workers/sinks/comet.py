@@ -167,6 +167,13 @@ class CometSink(Sink):
         self.store.table("pairs").extend(pairs)
         self._wait_for_writer(experiment)
 
+    async def log_health(self, values: dict[str, float], step: int) -> None:
+        """The tracker's health as metrics ``tracker_<name>``."""
+        experiment = self._alive()
+        await anyio.to_thread.run_sync(
+            lambda: experiment.log_metrics(values, prefix="tracker", step=step)
+        )
+
     def _log_llm_run(self, experiment: Any, row: dict[str, Any]) -> None:
         """Latency and tokens of one LLM run as metrics over time (step: the LLM run's number)."""
         self._llm_runs += 1

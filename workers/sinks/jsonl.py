@@ -86,6 +86,11 @@ class JsonLinesSink(Sink):
             lines.append(json.dumps(record_line(record), default=str) + "\n")
         self._file.write("".join(lines))
 
+    async def log_health(self, values: dict[str, float], step: int) -> None:
+        """A ``"health"`` line."""
+        line = json.dumps({"type": "health", "step": step, "time": time.time(), **values})
+        await anyio.to_thread.run_sync(self._file.write, line + "\n")
+
     async def flush(self, request: FlushRequest) -> None:
         """The runs table and a flush marker, then fsync; with ``finish`` close the file."""
         await anyio.to_thread.run_sync(self._flush, request)
