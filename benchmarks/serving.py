@@ -29,6 +29,7 @@ VARIANTS: list[tuple[str, str, bool]] = [
     ("ours, both, SDKs in child processes", "both", True),
     ("ours, ClearML only, child process", "clearml", True),
     ("ours, Comet only, child process", "comet", True),
+    ("ours, one TrackerCallbackHandler, both sinks, child processes", "multi", True),
     ("no handler (again)", "none", False),
 ]
 
@@ -60,6 +61,30 @@ def _handlers(kind: str, sink_process: bool, out: Path) -> list[Any]:
         return [Noop(), Noop()]
     if kind == "both":
         return [make["clearml"](), make["comet"]()]
+    if kind == "multi":  # one queue, one conversion, both backends
+        from tracker import TrackerCallbackHandler, sinks
+
+        return [
+            TrackerCallbackHandler(
+                [
+                    sinks.clearml(
+                        visualize=True,
+                        offline=True,
+                        offline_dir=out,
+                        sink_process=sink_process,
+                        **features,
+                    ),
+                    sinks.comet(
+                        visualizations=["dep", "ent"],
+                        offline=True,
+                        offline_dir=out,
+                        sink_process=sink_process,
+                        **features,
+                    ),
+                ],
+                offline_dir=out,
+            )
+        ]
     return [make[kind]()]
 
 
@@ -95,7 +120,9 @@ async def _serve(kind: str, sink_process: bool, chains: int, out: Path) -> dict[
     flushed = time.perf_counter()
     results = [await h.aflush_tracker(finish=True, timeout=600) for h in ours]
     complete = all(
-        r.ok and h.stats()["processed"] == h.stats()["enqueued"] and h.archive_path is not None
+        r.ok
+        and h.stats()["processed"] == h.stats()["enqueued"]
+        and (getattr(h, "archive_path", None) or len(getattr(h, "archive_paths", {})) == 2)
         for h, r in zip(ours, results, strict=True)
     )
     return {

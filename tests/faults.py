@@ -89,6 +89,10 @@ class FaultySink(Sink):
         self._fault("flush")
         await self.inner.flush(request)
 
+    async def log_health(self, values: dict[str, float], step: int) -> None:
+        self._fault("health")
+        await self.inner.log_health(values, step)
+
     async def reset_counters(self) -> None:
         await self.inner.reset_counters()
 

@@ -93,15 +93,20 @@ def test_comet_parity(tmp_path: Path) -> None:
     # Streamed texts: same texts, same metadata, same order.
     assert ours.texts() == theirs.texts()
 
-    # Metric summaries: same names, values and steps.
+    # Metric summaries: same names, values and steps; ours adds the LLM runs' latency and
+    # tokens and the tracker's health (prefixes llm_run_ and tracker_, README "Beyond the
+    # seeds").
     def metrics(archive: object) -> list[tuple[str, object, object]]:
         return sorted(
             (m["name"], m["value"], m["step"])
             for m in archive.metrics()  # type: ignore[attr-defined]
             if m["name"] != "process duration"
+            and not m["name"].startswith(("llm_run_", "tracker_"))
         )
 
     assert metrics(ours) == metrics(theirs)
+    ours_only = {m["name"] for m in ours.metrics() if m["name"].startswith("llm_run_")}
+    assert "llm_run_latency_s" in ours_only and "llm_run_total_tokens" in ours_only
 
     # Session table: same columns and values (the seed pairs by position, ours by run id,
     # which agree on a sequential workload).

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tracker import sinks
 from tracker.seed import SeedCompatibleHandler
 from tracker.settings import clearml_configured, resolve_offline, resolve_offline_dir, resolve_spool
+from tracker.sinks import clearml_task_is_current
 from workers.flush import FlushRequest, FlushResult
 from workers.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL
 from workers.queue import DEFAULT_QUEUE_SIZE
 from workers.records import Record
 from workers.sinks.base import Sink
-from workers.sinks.clearml import ClearMLSink
-from workers.sinks.remote import RemoteSink
-
-
-def _clearml_task_is_current() -> bool:
-    """True when this process has a ClearML Task: a current one, or one an agent runs it for."""
-    if os.environ.get("CLEARML_TASK_ID") or os.environ.get("TRAINS_TASK_ID"):
-        return True
-    clearml = sys.modules.get("clearml")
-    return clearml is not None and clearml.Task.current_task() is not None
 
 
 class ClearMLCallbackHandler(SeedCompatibleHandler):
@@ -94,34 +85,22 @@ class ClearMLCallbackHandler(SeedCompatibleHandler):
         self.stream_logs = stream_logs
         self.offline = resolve_offline(offline, clearml_configured())
         self.offline_dir = resolve_offline_dir(offline_dir)
-        kwargs: dict[str, Any] = {
-            "task_type": task_type,
-            "project_name": project_name,
-            "tags": list(tags) if tags else None,
-            "task_name": task_name,
-            "visualize": visualize,
-            "complexity_metrics": complexity_metrics,
-            "stream_logs": stream_logs,
-            "offline": self.offline,
-            "offline_dir": self.offline_dir,
-        }
-        # A Task already current in this process is reused, as the seed does: that needs the
-        # sink here. Otherwise the SDK runs in a child process, off this process's GIL.
         self.sink_process = (
-            not _clearml_task_is_current() if sink_process is None else bool(sink_process)
+            not clearml_task_is_current() if sink_process is None else bool(sink_process)
         )
-        sink: Sink
-        if self.sink_process:
-            sink = RemoteSink(
-                "workers.sinks.clearml.ClearMLSink",
-                kwargs,
-                name="clearml",
-                needs_complexity=complexity_metrics,
-                needs_pages=visualize,
-                metric_processes=metric_processes,
-            )
-        else:
-            sink = ClearMLSink(**kwargs)
+        sink = sinks.clearml(
+            task_type,
+            project_name,
+            tags,
+            task_name,
+            visualize,
+            complexity_metrics,
+            stream_logs,
+            offline=self.offline,
+            offline_dir=self.offline_dir,
+            sink_process=self.sink_process,
+            metric_processes=metric_processes,
+        )
         super().__init__(
             sink,
             queue_size=queue_size,

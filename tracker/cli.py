@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,11 +19,41 @@ def _demo(args: argparse.Namespace) -> int:
     return 1 if report.errors or lost else 0
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    from tracker.inspect_archive import summarize
+
+    status = 0
+    for path in args.archives:
+        try:
+            print(summarize(path))
+        except (OSError, ValueError) as exc:
+            print(f"tracker inspect: {path}: {exc}", file=sys.stderr)
+            status = 2
+        print()
+    return status
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from tracker.replay import replay_spool
+
+    try:
+        report = replay_spool(
+            Path(args.spool), offline_dir=args.offline_dir, project=args.project, name=args.name
+        )
+    except (OSError, ValueError) as exc:
+        print(f"tracker replay: {exc}", file=sys.stderr)
+        return 2
+    print(report.describe())
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one subcommand per job."""
     parser = argparse.ArgumentParser(
         prog="tracker",
-        description="Log LangChain runs to ClearML or Comet without slowing them down.",
+        description="Log LangChain runs to ClearML or Comet without slowing them down. "
+        "Commands: demo (serve chains with both handlers), inspect (read archives), replay "
+        "(deliver a spool).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log the tracker's steps")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -36,6 +67,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--offline-dir", default="tracker-offline", help="where the archives go (tracker-offline)"
     )
     demo.set_defaults(run=_demo)
+    inspect = commands.add_parser(
+        "inspect",
+        help="summarize offline archives: runs, events by kind, tables, metrics, media",
+        description="Print a readable summary of offline archives: ClearML session zips, Comet "
+        "experiment zips (ours or the langchain_community handlers'), and tracker JSON-lines "
+        "files.",
+    )
+    inspect.add_argument("archives", nargs="+", help="archive files (.zip or .jsonl)")
+    inspect.set_defaults(run=_inspect)
+    replay = commands.add_parser(
+        "replay",
+        help="send a spool (batches a backend refused) to that backend now",
+        description="Deliver what a spool directory holds (e.g. tracker-offline/spool/comet) "
+        "to its backend, in order, once; the backend is the one the directory is named after, "
+        "online when credentials are configured, else an offline archive in --offline-dir.",
+    )
+    replay.add_argument("spool", help="a spool directory: .../spool/clearml or .../spool/comet")
+    replay.add_argument("--offline-dir", default="tracker-offline", help="for offline archives")
+    replay.add_argument("--project", default=None, help="project name for the new session")
+    replay.add_argument("--name", default=None, help="task / experiment name")
+    replay.set_defaults(run=_replay)
     return parser
 
 

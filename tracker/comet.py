@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tracker import sinks
 from tracker.seed import SeedCompatibleHandler
 from tracker.settings import comet_configured, resolve_offline, resolve_offline_dir, resolve_spool
 from workers.flush import FlushRequest, FlushResult
@@ -13,8 +14,6 @@ from workers.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL
 from workers.queue import DEFAULT_QUEUE_SIZE
 from workers.records import Record
 from workers.sinks.base import Sink
-from workers.sinks.comet import CometSink
-from workers.sinks.remote import RemoteSink
 
 
 class CometCallbackHandler(SeedCompatibleHandler):
@@ -75,31 +74,22 @@ class CometCallbackHandler(SeedCompatibleHandler):
         self.stream_logs = stream_logs
         self.offline = resolve_offline(offline, comet_configured())
         self.offline_dir = resolve_offline_dir(offline_dir)
-        kwargs: dict[str, Any] = {
-            "task_type": task_type,
-            "workspace": workspace,
-            "project_name": project_name,
-            "tags": list(tags) if tags else None,
-            "name": name,
-            "visualizations": visualizations,
-            "complexity_metrics": complexity_metrics,
-            "stream_logs": stream_logs,
-            "offline": self.offline,
-            "offline_dir": self.offline_dir,
-        }
         self.sink_process = bool(sink_process)
-        sink: Sink
-        if self.sink_process:
-            sink = RemoteSink(
-                "workers.sinks.comet.CometSink",
-                kwargs,
-                name="comet",
-                needs_complexity=complexity_metrics,
-                metric_processes=metric_processes,
-                custom_metrics=custom_metrics,
-            )
-        else:
-            sink = CometSink(custom_metrics=custom_metrics, **kwargs)
+        sink = sinks.comet(
+            task_type,
+            workspace,
+            project_name,
+            tags,
+            name,
+            visualizations,
+            complexity_metrics,
+            custom_metrics,
+            stream_logs,
+            offline=self.offline,
+            offline_dir=self.offline_dir,
+            sink_process=self.sink_process,
+            metric_processes=metric_processes,
+        )
         super().__init__(
             sink,
             queue_size=queue_size,

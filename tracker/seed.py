@@ -10,10 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tracker.handler import QueueingCallbackHandler
+from tracker.multi import TrackerCallbackHandler
 from workers.counters import COUNTER_NAMES
 from workers.flush import FlushRequest, FlushResult
-from workers.pipeline import Pipeline
 from workers.redact import RedactHook
 from workers.sinks.base import Sink
 from workers.sinks.remote import RemoteSink
@@ -28,8 +27,8 @@ def _counter(name: str) -> property:
     return property(get, doc=f"The seed's ``{name}`` counter, replayed in queue order.")
 
 
-class SeedCompatibleHandler(QueueingCallbackHandler):
-    """The attributes and methods both seed handlers share, over one sink's pipeline."""
+class SeedCompatibleHandler(TrackerCallbackHandler):
+    """The attributes and methods both seed handlers share: a tracker with one sink."""
 
     always_verbose_ = False
 
@@ -49,7 +48,7 @@ class SeedCompatibleHandler(QueueingCallbackHandler):
     ) -> None:
         """Serve ``sink`` through a new pipeline (``wrap_sink``: tests inject faults there)."""
         served = wrap_sink(sink) if wrap_sink is not None else sink
-        pipeline = Pipeline(
+        super().__init__(
             [served],
             queue_size=queue_size,
             batch_size=batch_size,
@@ -57,10 +56,9 @@ class SeedCompatibleHandler(QueueingCallbackHandler):
             metric_processes=metric_processes,
             overflow=overflow,
             block_timeout=block_timeout,
-            spool=spool,
+            spool=spool if spool is not None else False,
             redact=redact,
         )
-        super().__init__(pipeline)
         self.ignore_llm_ = False
         self.ignore_chain_ = False
         self.ignore_agent_ = False
@@ -149,10 +147,6 @@ class SeedCompatibleHandler(QueueingCallbackHandler):
         from workers.metrics import complexity
 
         return complexity([text])[0]
-
-    def stats(self) -> dict[str, Any]:
-        """Queue and pipeline counters: enqueued, processed, dropped, queue_depth, …"""
-        return self._pipeline.stats()
 
     @property
     def archive_path(self) -> Path | None:

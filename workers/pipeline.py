@@ -29,6 +29,7 @@ from workers.records import Record, convert
 from workers.redact import RedactHook, Redactor
 from workers.resilient import ResilientSink, SpoolPendingError
 from workers.runtime import Runtime, get_runtime
+from workers.sampling import TraceSampler
 from workers.sinks.base import Sink
 from workers.spool import Spool, open_spool
 
@@ -38,6 +39,7 @@ DEFAULT_BATCH_SIZE = 512
 DEFAULT_FLUSH_INTERVAL = 0.5
 OPEN_TIMEOUT = 60.0
 DROP_WARNING_INTERVAL = 10.0  # seconds between "queue full" warnings, whatever the drop rate
+HEALTH_INTERVAL = 10.0  # seconds between samples of the tracker's own health (and at flushes)
 
 
 class Pipeline:
@@ -56,6 +58,7 @@ class Pipeline:
         overflow: str = "drop_newest",
         block_timeout: float = 1.0,
         redact: RedactHook | None = None,
+        sample_rate: float = 1.0,
         runtime: Runtime | None = None,
     ) -> None:
         """Create the queue and start consuming it on the runtime loop.
@@ -64,6 +67,7 @@ class Pipeline:
         spooling below ``spool`` (one directory per sink) when it is given. ``overflow`` and
         ``block_timeout``: see :class:`~workers.queue.EventQueue`. ``redact``: the user hook run
         on each converted record after the default secret scrubber (:mod:`workers.redact`).
+        ``sample_rate``: the share of root runs (whole traces) logged (:mod:`workers.sampling`).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
@@ -94,6 +98,7 @@ class Pipeline:
         self.degraded = 0
         self.metrics_skipped = 0
         self._redactor = Redactor(redact)
+        self._sampler = TraceSampler(sample_rate)
         self._live: list[ResilientSink] = []
         self._write_errors: list[str] = []  # since the last flush, reported in its result
         self._metric_processes = metric_processes
@@ -102,6 +107,9 @@ class Pipeline:
         self._wake_event: anyio.Event | None = None
         self._since_flush = (0, 0)  # (delivered, dropped) at the last flush
         self._drops_warned = (0, -DROP_WARNING_INTERVAL)  # (dropped count, monotonic time)
+        self._health_step = 0
+        self._health_at = time.monotonic()
+        self._delay = 0.0  # seconds from the oldest event of the last batch to its delivery
         for sink in self.sinks:
             sink.render_sentences = self.render_sentences
         self._runtime = runtime or get_runtime()
@@ -226,6 +234,7 @@ class Pipeline:
             "sink_errors": self.sink_errors,
             "metrics_skipped": self.metrics_skipped,
             "redacted_dropped": self._redactor.dropped,
+            "sampled_out": self._sampler.dropped,
             "redact_errors": self._redactor.errors,
             "spooled": sum(s.spooled for s in self.sinks),
             "replayed": sum(s.replayed for s in self.sinks),
@@ -269,6 +278,8 @@ class Pipeline:
                     await self._process(batch)
                 except Exception:  # a bug here must not stop the pipeline for good
                     logger.exception("tracker: a batch of %d events failed", len(batch))
+            if time.monotonic() - self._health_at >= HEALTH_INTERVAL and not self.closed:
+                await self._health()
             if self._spill_spool is not None and not self.closed:
                 try:
                     await self._unspill()
@@ -327,6 +338,22 @@ class Pipeline:
             self._unspilled += taken
             await anyio.to_thread.run_sync(spool.commit, position, taken)
 
+    async def _health(self) -> None:
+        """A sample of the tracker's own health to every sink (scalars over time)."""
+        queue = self.queue
+        self._health_step += 1
+        self._health_at = time.monotonic()
+        values = {
+            "queue_depth": float(queue.depth),
+            "enqueued": float(queue.enqueued),
+            "processed": float(queue.delivered),
+            "dropped": float(queue.dropped),
+            "spill": float(queue.spilled - self._unspilled),
+            "delay_s": round(self._delay, 6),
+        }
+        step = self._health_step
+        await self._each_sink(lambda sink: sink.log_health(values, step))
+
     def _warn_drops(self) -> None:
         """Log dropped events at most once per interval (never once per event)."""
         dropped = self.queue.dropped
@@ -363,8 +390,10 @@ class Pipeline:
                 if self.closed:  # finished: what came after the barrier is refused, as later puts
                     self._refuse(batch[index + 1 :])
                     return
-            else:
+            elif self._sampler.keep(event):
                 records.append(convert(event))
+            else:  # not in a sampled trace: processed, by being left out
+                self.queue.delivered += 1
         if records:
             await self._deliver(records)
 
@@ -389,6 +418,7 @@ class Pipeline:
         if records:
             await self._analyze(records)
             errors = await self._each_sink(lambda sink: sink.write(records))
+            self._delay = time.time() - records[0].event.time
             if errors and len(self._write_errors) < 20:
                 self._write_errors.extend(f"{e} ({len(records)} events)" for e in errors)
         self.queue.delivered += converted
@@ -418,6 +448,7 @@ class Pipeline:
             await self._each_sink(lambda sink: sink.reset_counters())
             return
         request: FlushRequest = event.data[0]
+        await self._health()
         try:
             errors = await self._each_sink(lambda sink: sink.flush(request))
             errors = [

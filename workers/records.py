@@ -204,6 +204,15 @@ def _error(err: Any, budget: Budget) -> dict[str, Any]:
     }
 
 
+def _usage(gen: Any, budget: Budget) -> dict[str, Any] | None:
+    """A chat generation's token usage (``message.usage_metadata``), if it has one."""
+    usage = _attr(_attr(gen, "message"), "usage_metadata")
+    if not usage:
+        return None
+    converted = to_jsonable(usage, budget=budget)
+    return converted if isinstance(converted, dict) else None
+
+
 def _generation(gen: Any, budget: Budget) -> dict[str, Any]:
     dump = getattr(type(gen), "model_dump", None)
     dumped: Any = None
@@ -256,12 +265,13 @@ def _fields(event: Event, budget: Budget) -> dict[str, Any]:
     if kind is Kind.LLM_END:
         response = data[0]
         llm_output = _attr(response, "llm_output")
+        generations = [_items(gens) for gens in _items(_attr(response, "generations"))]
         return {
             "llm_output": _dict(llm_output, "llm_output", budget) if llm_output else {},
-            "generations": [
-                [_generation(g, budget) for g in _items(gens)]
-                for gens in _items(_attr(response, "generations"))
-            ],
+            "generations": [[_generation(g, budget) for g in gens] for gens in generations],
+            # Apart from the generations, whose rows stay the seeds': ChatGeneration declares
+            # ``message: BaseMessage``, so its dump drops an AIMessage's usage_metadata.
+            "usage": [[_usage(g, budget) for g in gens] for gens in generations],
         }
     if kind in (Kind.LLM_ERROR, Kind.CHAIN_ERROR, Kind.TOOL_ERROR, Kind.RETRIEVER_ERROR):
         return _error(data[0], budget)

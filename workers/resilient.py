@@ -162,6 +162,12 @@ class ResilientSink(Sink):
         if problems:
             raise SpoolPendingError("; ".join(problems))
 
+    async def log_health(self, values: dict[str, float], step: int) -> None:
+        """Forward a health sample, unless the backend is down (it would only be spooled)."""
+        if self.opened and not self.breaker.is_open:
+            values = {**values, "in_spool": float(self.in_spool)}
+            await self._once(self.inner.log_health, values, step)
+
     async def reset_counters(self) -> None:
         """Forward a queued counter reset."""
         if self.opened:

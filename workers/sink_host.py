@@ -83,6 +83,8 @@ async def _serve(requests: IO[bytes], replies: IO[bytes], metric_processes: int)
                 await sink.flush(payload)
             elif op == "reset":
                 await sink.reset_counters()
+            elif op == "health":
+                await sink.log_health(*payload)
             elif op == "close":
                 await sink.close()
             else:

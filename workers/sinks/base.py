@@ -67,6 +67,9 @@ class Sink(ABC):
     async def flush(self, request: FlushRequest) -> None:
         """Write the session tables and assets; on ``request.finish``, close the session."""
 
+    async def log_health(self, values: dict[str, float], step: int) -> None:  # noqa: B027
+        """Log the tracker's own health (queue depth, dropped, spool size, delay); optional."""
+
     async def reset_counters(self) -> None:
         """Apply a ``reset_callback_meta`` that was queued by the caller."""
         self.counters.reset()

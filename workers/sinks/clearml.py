@@ -23,6 +23,7 @@ from workers.counters import Counters
 from workers.flush import FlushRequest
 from workers.records import Record
 from workers.rows.clearml import ClearMLRows, session_analysis
+from workers.runs import RUN_COLUMNS, RunTable
 from workers.session import SessionStore
 from workers.sinks.asset import snapshot_asset
 from workers.sinks.base import Sink
@@ -73,6 +74,8 @@ class ClearMLSink(Sink):
         self.logger: Any = None
         self.rows = ClearMLRows()
         self.store = SessionStore()
+        self.runs = RunTable()
+        self._llm_runs = 0
         self._media_dir = Path(tempfile.mkdtemp(prefix="tracker-clearml-media-"))
 
     @property
@@ -116,6 +119,9 @@ class ClearMLSink(Sink):
         session: list[dict[str, Any]] = []
         report_text = self.logger.report_text
         for record in records:
+            finished = self.runs.observe(record)
+            if finished is not None and finished["run_type"] in ("llm", "chat_model"):
+                self._report_llm_run(finished)
             rows, pairs = self.rows.rows(record)
             actions.extend(rows)
             session.extend(pairs)
@@ -126,6 +132,22 @@ class ClearMLSink(Sink):
                 self._report_pages(record)
         self.store.table("actions").extend(actions)
         self.store.table("session").extend(session)
+
+    async def log_health(self, values: dict[str, float], step: int) -> None:
+        """The tracker's health as scalars: title "Tracker health", one series per value."""
+        await anyio.to_thread.run_sync(self._log_health, values, step)
+
+    def _log_health(self, values: dict[str, float], step: int) -> None:
+        for series, value in values.items():
+            self.logger.report_scalar("Tracker health", series, value, iteration=step)
+
+    def _report_llm_run(self, row: dict[str, Any]) -> None:
+        """Latency and tokens of one LLM run as scalars over time (x: the LLM run's number)."""
+        self._llm_runs += 1
+        for series in ("latency_s", "prompt_tokens", "completion_tokens", "total_tokens"):
+            value = row[series]
+            if value is not None:
+                self.logger.report_scalar("LLM runs", series, value, iteration=self._llm_runs)
 
     def _report_pages(self, record: Record) -> None:
         for text, page in zip(record.generation_texts(), record.pages or [], strict=False):
@@ -154,6 +176,10 @@ class ClearMLSink(Sink):
             self.logger.report_table("Action Records", request.name, table_plot=_cells(actions))
         if not session.empty:
             self.logger.report_table("Session Analysis", request.name, table_plot=_cells(session))
+        runs = self.runs.take()
+        if runs:
+            table = pd.DataFrame(runs, columns=list(RUN_COLUMNS))
+            self.logger.report_table("Runs", request.name, table_plot=_cells(table))
         if self.stream_logs:
             self.logger.report_text(
                 str({"action_records": actions, "session_analysis": session}), print_console=False

@@ -21,6 +21,7 @@ from workers.counters import Counters
 from workers.flush import FlushRequest
 from workers.records import Record
 from workers.rows.comet import CometRows, session_table
+from workers.runs import RUN_COLUMNS, RunTable
 from workers.session import SessionStore
 from workers.sinks.asset import snapshot_asset
 from workers.sinks.base import Sink
@@ -93,6 +94,8 @@ class CometSink(Sink):
         self.experiment: Any = None
         self.rows = CometRows(custom_metrics)
         self.store = SessionStore()
+        self.runs = RunTable()
+        self._llm_runs = 0
 
     @property
     def counters(self) -> Counters:
@@ -149,6 +152,9 @@ class CometSink(Sink):
         actions: list[dict[str, Any]] = []
         pairs: list[dict[str, Any]] = []
         for record in records:
+            finished = self.runs.observe(record)
+            if finished is not None and finished["run_type"] in ("llm", "chat_model"):
+                self._log_llm_run(experiment, finished)
             out = self.rows.build(record)
             actions.extend(out.rows)
             pairs.extend(out.pairs)
@@ -160,6 +166,24 @@ class CometSink(Sink):
         self.store.table("actions").extend(actions)
         self.store.table("pairs").extend(pairs)
         self._wait_for_writer(experiment)
+
+    async def log_health(self, values: dict[str, float], step: int) -> None:
+        """The tracker's health as metrics ``tracker_<name>``."""
+        experiment = self._alive()
+        await anyio.to_thread.run_sync(
+            lambda: experiment.log_metrics(values, prefix="tracker", step=step)
+        )
+
+    def _log_llm_run(self, experiment: Any, row: dict[str, Any]) -> None:
+        """Latency and tokens of one LLM run as metrics over time (step: the LLM run's number)."""
+        self._llm_runs += 1
+        values = {
+            name: row[name]
+            for name in ("latency_s", "prompt_tokens", "completion_tokens", "total_tokens")
+            if row[name] is not None
+        }
+        if values:
+            experiment.log_metrics(values, prefix="llm_run", step=self._llm_runs)
 
     def _wait_for_writer(self, experiment: Any) -> None:
         """Backpressure: let comet_ml's writer thread catch up before taking more.
@@ -193,6 +217,12 @@ class CometSink(Sink):
         experiment = self._alive()
         if not session.empty:
             experiment.log_table("langchain-llm-session.csv", session)
+        runs = self.runs.take()
+        if runs:
+            import pandas as pd
+
+            table = pd.DataFrame(runs, columns=list(RUN_COLUMNS))
+            experiment.log_table("langchain-runs.csv", table)
         experiment.log_asset_data(
             list(self.store.table("actions")),
             "langchain-action_records.json",

@@ -107,6 +107,10 @@ class RemoteSink(Sink):
         if request.finish and not request.reset:
             await self._wait_exit()
 
+    async def log_health(self, values: dict[str, float], step: int) -> None:
+        """Forward a health sample to the child's sink."""
+        await self._call("health", (values, step))
+
     async def reset_counters(self) -> None:
         """Reset the child's counters (in queue order)."""
         await self._call("reset", None)

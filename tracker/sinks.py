@@ -1,0 +1,125 @@
+"""Backends for :class:`~tracker.TrackerCallbackHandler`: ClearML, Comet and JSON lines.
+
+Each function returns a configured :class:`workers.sinks.base.Sink`; nothing starts until a
+handler opens it on its background loop. The ClearML and Comet sinks take the seed handlers'
+parameters, and run their SDK in a child process unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tracker.settings import (
+    clearml_configured,
+    comet_configured,
+    resolve_offline,
+    resolve_offline_dir,
+)
+from workers.sinks.base import Sink
+from workers.sinks.jsonl import JsonLinesSink
+from workers.sinks.remote import RemoteSink
+
+
+def clearml_task_is_current() -> bool:
+    """True when this process has a ClearML Task: a current one, or one an agent runs it for."""
+    if os.environ.get("CLEARML_TASK_ID") or os.environ.get("TRAINS_TASK_ID"):
+        return True
+    clearml = sys.modules.get("clearml")
+    return clearml is not None and clearml.Task.current_task() is not None
+
+
+def clearml(
+    task_type: str | None = "inference",
+    project_name: str | None = "langchain_callback_demo",
+    tags: Sequence[str] | None = None,
+    task_name: str | None = None,
+    visualize: bool = False,
+    complexity_metrics: bool = False,
+    stream_logs: bool = False,
+    *,
+    offline: bool | None = None,
+    offline_dir: str | os.PathLike[str] | None = None,
+    sink_process: bool | None = None,
+    metric_processes: int = 2,
+) -> Sink:
+    """A ClearML Task sink, with :class:`~tracker.ClearMLCallbackHandler`'s parameters.
+
+    ``sink_process=None`` runs the SDK in a child process unless a Task is current here.
+    """
+    kwargs: dict[str, Any] = {
+        "task_type": task_type,
+        "project_name": project_name,
+        "tags": list(tags) if tags else None,
+        "task_name": task_name,
+        "visualize": visualize,
+        "complexity_metrics": complexity_metrics,
+        "stream_logs": stream_logs,
+        "offline": resolve_offline(offline, clearml_configured()),
+        "offline_dir": resolve_offline_dir(offline_dir),
+    }
+    # A Task already current in this process is reused, as the seed does: that needs the
+    # sink here. Otherwise the SDK runs in a child process, off this process's GIL.
+    remote = not clearml_task_is_current() if sink_process is None else bool(sink_process)
+    if remote:
+        return RemoteSink(
+            "workers.sinks.clearml.ClearMLSink",
+            kwargs,
+            name="clearml",
+            needs_complexity=complexity_metrics,
+            needs_pages=visualize,
+            metric_processes=metric_processes,
+        )
+    from workers.sinks.clearml import ClearMLSink
+
+    return ClearMLSink(**kwargs)
+
+
+def comet(
+    task_type: str | None = "inference",
+    workspace: str | None = None,
+    project_name: str | None = None,
+    tags: Sequence[str] | None = None,
+    name: str | None = None,
+    visualizations: list[str] | None = None,
+    complexity_metrics: bool = False,
+    custom_metrics: Callable[..., dict[str, Any]] | None = None,
+    stream_logs: bool = True,
+    *,
+    offline: bool | None = None,
+    offline_dir: str | os.PathLike[str] | None = None,
+    sink_process: bool = True,
+    metric_processes: int = 2,
+) -> Sink:
+    """A Comet experiment sink, with :class:`~tracker.CometCallbackHandler`'s parameters."""
+    kwargs: dict[str, Any] = {
+        "task_type": task_type,
+        "workspace": workspace,
+        "project_name": project_name,
+        "tags": list(tags) if tags else None,
+        "name": name,
+        "visualizations": visualizations,
+        "complexity_metrics": complexity_metrics,
+        "stream_logs": stream_logs,
+        "offline": resolve_offline(offline, comet_configured()),
+        "offline_dir": resolve_offline_dir(offline_dir),
+    }
+    if sink_process:
+        return RemoteSink(
+            "workers.sinks.comet.CometSink",
+            kwargs,
+            name="comet",
+            needs_complexity=complexity_metrics,
+            metric_processes=metric_processes,
+            custom_metrics=custom_metrics,
+        )
+    from workers.sinks.comet import CometSink
+
+    return CometSink(custom_metrics=custom_metrics, **kwargs)
+
+
+def jsonl(directory: str | os.PathLike[str] | None = None, session: str = "langchain") -> Sink:
+    """A JSON-lines file per session below ``directory`` (default ``./tracker-offline``)."""
+    return JsonLinesSink(resolve_offline_dir(directory), session=session)

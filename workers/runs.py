@@ -1,0 +1,156 @@
+"""The run tree: one row per LangChain run, built from the records in queue order.
+
+The seeds log flat records; LangChain's callbacks also say how runs nest (``run_id``,
+``parent_run_id``), when each started and ended, how it ended, and what an LLM call cost in
+tokens. A :class:`RunTable` replays the records into that table; each sink writes it at a flush
+(ClearML ``report_table("Runs", series=<flush name>)``, Comet ``langchain-runs.csv``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workers.event import Kind
+from workers.records import Record
+
+#: The table's columns, in order.
+RUN_COLUMNS = (
+    "run_id",
+    "parent_run_id",
+    "name",
+    "run_type",
+    "start_time",
+    "end_time",
+    "latency_s",
+    "status",
+    "error",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+)
+
+_START_TYPES = {
+    Kind.CHAIN_START: "chain",
+    Kind.LLM_START: "llm",
+    Kind.CHAT_MODEL_START: "chat_model",
+    Kind.TOOL_START: "tool",
+    Kind.RETRIEVER_START: "retriever",
+}
+_ENDS = frozenset({Kind.CHAIN_END, Kind.LLM_END, Kind.TOOL_END, Kind.RETRIEVER_END})
+_ERRORS = frozenset({Kind.CHAIN_ERROR, Kind.LLM_ERROR, Kind.TOOL_ERROR, Kind.RETRIEVER_ERROR})
+#: Runs still open after this many newer runs started are reported and forgotten (a run whose
+#: end never came must not hold memory for ever).
+MAX_OPEN_RUNS = 10_000
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def token_usage(fields: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
+    """(prompt, completion, total) tokens of an LLM end, if the model reported them.
+
+    Chat models put ``usage_metadata`` on each generated message; completion models (and older
+    chat integrations) put ``token_usage`` in ``llm_output``.
+    """
+    prompt = completion = total = None
+    for gens in fields.get("usage") or []:
+        for usage in gens if isinstance(gens, list) else []:
+            if isinstance(usage, dict):
+                prompt = (prompt or 0) + (_int(usage.get("input_tokens")) or 0)
+                completion = (completion or 0) + (_int(usage.get("output_tokens")) or 0)
+                total = (total or 0) + (_int(usage.get("total_tokens")) or 0)
+    if total is not None:
+        return prompt, completion, total
+    llm_output = fields.get("llm_output")
+    usage = llm_output.get("token_usage") if isinstance(llm_output, dict) else None
+    if isinstance(usage, dict):
+        return (
+            _int(usage.get("prompt_tokens")),
+            _int(usage.get("completion_tokens")),
+            _int(usage.get("total_tokens")),
+        )
+    return None, None, None
+
+
+class RunTable:
+    """Runs seen since the last :meth:`take`: finished ones, and the ones still running."""
+
+    def __init__(self) -> None:
+        """An empty table."""
+        self._open: dict[str, dict[str, Any]] = {}
+        self._done: list[dict[str, Any]] = []
+
+    def observe(self, record: Record) -> dict[str, Any] | None:
+        """Update the table with one record (in queue order); returns the row it finished."""
+        kind = record.kind
+        run = record.run_id
+        if run is None:
+            return None
+        key = str(run)
+        if kind in _START_TYPES:
+            parent = record.event.parent_run_id
+            self._open[key] = {
+                "run_id": key,
+                "parent_run_id": str(parent) if parent is not None else None,
+                "name": record.name or _serialized_name(record.fields),
+                "run_type": _START_TYPES[kind],
+                "start_time": record.event.time,
+                "end_time": None,
+                "latency_s": None,
+                "status": "running",
+                "error": None,
+                "prompt_tokens": None,
+                "completion_tokens": None,
+                "total_tokens": None,
+            }
+            if len(self._open) > MAX_OPEN_RUNS:
+                oldest = next(iter(self._open))
+                self._done.append(self._open.pop(oldest))
+            return None
+        if kind not in _ENDS and kind not in _ERRORS:
+            return None
+        row = self._open.pop(key, None)
+        if row is None:  # started before the table was last taken, or never announced
+            row = dict.fromkeys(RUN_COLUMNS)
+            row["run_id"] = key
+            parent = record.event.parent_run_id
+            row["parent_run_id"] = str(parent) if parent is not None else None
+        end = record.event.time
+        row["end_time"] = end
+        if row["start_time"] is not None:
+            row["latency_s"] = round(end - row["start_time"], 6)
+        if kind in _ERRORS:
+            row["status"] = "error"
+            fields = record.fields
+            row["error"] = f"{fields.get('error_type', 'Error')}: {fields.get('error')}"
+        else:
+            row["status"] = "ok"
+        if kind is Kind.LLM_END:
+            row["prompt_tokens"], row["completion_tokens"], row["total_tokens"] = token_usage(
+                record.fields
+            )
+        self._done.append(row)
+        return row
+
+    def take(self) -> list[dict[str, Any]]:
+        """The rows to report now: finished runs (then forgotten) and open ones (kept)."""
+        rows = [*self._done, *self._open.values()]
+        self._done = []
+        return [dict(row) for row in rows]
+
+    def reset(self) -> None:
+        """Forget everything (a new backend session)."""
+        self._open.clear()
+        self._done.clear()
+
+
+def _serialized_name(fields: dict[str, Any]) -> str | None:
+    serialized = fields.get("serialized")
+    if not isinstance(serialized, dict):
+        return None
+    name = serialized.get("name")
+    if isinstance(name, str):
+        return name
+    ids = serialized.get("id")
+    return ids[-1] if isinstance(ids, list) and ids and isinstance(ids[-1], str) else None

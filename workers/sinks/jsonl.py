@@ -1,0 +1,114 @@
+"""A local JSON-lines sink: every record as one line, and the runs table at each flush.
+
+For tests, for grepping, and for shipping to anything that reads JSON lines. One file per
+session: ``<directory>/<name>-<timestamp>-<pid>.jsonl``; each line is an object with a ``type``:
+``"record"`` (one callback), ``"runs"`` (the run table at a flush) or ``"flush"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from workers.counters import Counters
+from workers.flush import FlushRequest
+from workers.records import Record
+from workers.runs import RunTable
+from workers.sinks.base import Sink
+
+
+def record_line(record: Record) -> dict[str, Any]:
+    """The JSON object of one record."""
+    event = record.event
+    line: dict[str, Any] = {
+        "type": "record",
+        "kind": event.kind.value,
+        "seq": event.seq,
+        "time": event.time,
+        "run_id": str(event.run_id) if event.run_id is not None else None,
+        "parent_run_id": str(event.parent_run_id) if event.parent_run_id is not None else None,
+        "name": record.name,
+        "tags": record.tags,
+        "metadata": record.metadata,
+        "fields": record.fields,
+    }
+    if record.degraded:
+        line["degraded"] = True
+    if record.complexity:
+        line["complexity"] = record.complexity
+    return line
+
+
+class JsonLinesSink(Sink):
+    """Appends records to a JSON-lines file (mode 0600), flushed to disk at each flush."""
+
+    name = "jsonl"
+
+    def __init__(self, directory: str | os.PathLike[str], session: str = "langchain") -> None:
+        """Write below ``directory``; ``session`` starts the file's name."""
+        self.directory = Path(directory)
+        self.session = session
+        self.path: Path | None = None
+        self.runs = RunTable()
+        self._counters = Counters()
+        self._file: Any = None
+
+    @property
+    def counters(self) -> Counters:
+        """The seed counters, replayed from the records."""
+        return self._counters
+
+    async def open(self) -> None:
+        """Create the session file."""
+        await anyio.to_thread.run_sync(self._open)
+
+    def _open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.path = self.directory / f"{self.session}-{stamp}-{os.getpid()}.jsonl"
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._file = os.fdopen(fd, "a", encoding="utf-8")
+
+    async def write(self, records: list[Record]) -> None:
+        """One line per record, in order."""
+        await anyio.to_thread.run_sync(self._write, records)
+
+    def _write(self, records: list[Record]) -> None:
+        lines = []
+        for record in records:
+            self._counters.advance(record.kind)
+            self.runs.observe(record)
+            lines.append(json.dumps(record_line(record), default=str) + "\n")
+        self._file.write("".join(lines))
+
+    async def log_health(self, values: dict[str, float], step: int) -> None:
+        """A ``"health"`` line."""
+        line = json.dumps({"type": "health", "step": step, "time": time.time(), **values})
+        await anyio.to_thread.run_sync(self._file.write, line + "\n")
+
+    async def flush(self, request: FlushRequest) -> None:
+        """The runs table and a flush marker, then fsync; with ``finish`` close the file."""
+        await anyio.to_thread.run_sync(self._flush, request)
+
+    def _flush(self, request: FlushRequest) -> None:
+        out = self._file
+        out.write(json.dumps({"type": "runs", "name": request.name, "runs": self.runs.take()}))
+        out.write("\n" + json.dumps({"type": "flush", "name": request.name, "time": time.time()}))
+        out.write("\n")
+        out.flush()
+        os.fsync(out.fileno())
+        if request.finish:
+            out.close()
+            self._file = None
+            self.archive_path = self.path
+
+    async def close(self) -> None:
+        """Close the file without a final flush record."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
