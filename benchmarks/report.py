@@ -122,6 +122,9 @@ def render(
             out.append(f"| {target} | {what} | {numbers} | {'yes' if ok else '**no**'} |")
     for failure in failures:
         out.append(f"| — | {failure} | | **error** |")
+    analysis = Path(__file__).with_name("analysis.md")
+    if analysis.is_file():  # the misses' causes, kept by hand next to the code
+        out += ["", *analysis.read_text(encoding="utf-8").rstrip().splitlines()]
     for table in tables:
         out += ["", f"## {table.title}", "", f"Target: {table.target}.", ""]
         out += _md_table(table)

@@ -100,6 +100,9 @@ def run_phase(name: str, size: str, result: Path, tmp: Path) -> None:
             "streamer thread still holds, then zips)."
         )
         tables[-1].notes += [f"finish: {error}" for error in h.errors]
+        from benchmarks import metrics_scaling
+
+        tables.append(metrics_scaling.run(sizes))
     elif name == "serving":
         from benchmarks import serving
 

@@ -44,6 +44,7 @@ def test_quick_run_writes_every_table(tmp_path: Path) -> None:
         "## 1. Hot path",
         "## 2. Chain overhead",
         "## 3. Pipeline capacity",
+        "## 4. Complexity metrics",
         "## Summary",
     ):
         assert heading in text, heading
@@ -51,6 +52,7 @@ def test_quick_run_writes_every_table(tmp_path: Path) -> None:
         "| variant | callback | median | p99 | mean | ratio vs deque floor (median) | target |",
         "| mode | variant | median | p99 | mean | ratio vs no-op handlers (median) |",
         "| backend | events |",
+        "| worker processes | texts/s (median of rounds) |",
     ):
         assert header in text, header
     for row in (
