@@ -242,3 +242,49 @@ def test_cli_replay_sends_a_spool_to_its_backend(offline_dir: Path):
     texts = [t for t, _ in read_comet_archive(archive).texts()]
     assert texts == [f"r{i:02d}" for i in range(30)]
     assert not list(spool.glob("*.spool"))
+
+
+@pytest.mark.parametrize("mode", ["aggregate", "each"])
+def test_streamed_tokens_aggregate_per_run_or_log_each(offline_dir: Path, mode: str):
+    from tracker.demo import ScriptedChatModel
+
+    handler = TrackerCallbackHandler(
+        [sinks.jsonl(offline_dir), sinks.comet(name="tokens", offline_dir=offline_dir)],
+        offline_dir=offline_dir,
+        stream_tokens=mode,
+    )
+    model = ScriptedChatModel(answers=["one two three four five six"], tokens=6)
+    chunks = list(model.stream("hi", config={"callbacks": [handler]}))
+    assert len(chunks) >= 6
+    assert handler.flush_tracker(finish=True, timeout=120).ok
+    lines = [json.loads(x) for x in handler.archive_paths["jsonl"].read_text().splitlines()]
+    records = [x for x in lines if x["type"] == "record"]
+    tokens = [r for r in records if r["kind"] == "on_llm_new_token"]
+    end = next(r for r in records if r["kind"] == "on_llm_end")
+    stats = handler.stats()
+    if mode == "aggregate":
+        assert tokens == [] and stats["tokens_aggregated"] == len(chunks)
+        assert end["fields"]["streamed"]["tokens"] == len(chunks)
+        assert end["fields"]["streamed"]["text"].split() == "one two three four five six".split()
+    else:
+        assert len(tokens) == len(chunks) and "streamed" not in end["fields"]
+    assert stats["enqueued"] == stats["processed"]  # held tokens count as processed
+    comet_rows = json.loads(
+        read_comet_archive(handler.archive_paths["comet"]).assets()[
+            "langchain-action_records.json"
+        ][0]
+    )
+    streamed = sum(1 for row in comet_rows if row["action"] == "on_llm_new_token")
+    assert streamed == (0 if mode == "aggregate" else len(chunks))
+
+
+def test_runs_take_tokens_from_llm_output_token_usage(offline_dir: Path):
+    handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
+    drive_workload(handler)  # a completion LLM whose LLMResult carries llm_output.token_usage
+    assert handler.flush_tracker(finish=True, timeout=60).ok
+    lines = [json.loads(x) for x in handler.archive_paths["jsonl"].read_text().splitlines()]
+    runs = next(x for x in lines if x["type"] == "runs")["runs"]
+    llm = [r for r in runs if r["run_type"] == "llm" and r["status"] == "ok"]
+    assert [(r["prompt_tokens"], r["completion_tokens"], r["total_tokens"]) for r in llm] == [
+        (21, 64, 85)
+    ]

@@ -27,8 +27,10 @@ class TrackerCallbackHandler(QueueingCallbackHandler):
     ``sinks``: built with :mod:`tracker.sinks` (``clearml(...)``, ``comet(...)``,
     ``jsonl(...)``). The keyword arguments are the seed classes' extras (see the README):
     ``queue_size``, ``batch_size``, ``flush_interval``, ``metric_processes``, ``overflow``,
-    ``block_timeout``, ``spool`` (below ``offline_dir``), ``redact``, and ``sample_rate``, the
-    share of root runs (whole traces) to log.
+    ``block_timeout``, ``spool`` (below ``offline_dir``), ``redact``; ``sample_rate``, the
+    share of root runs (whole traces) to log; ``stream_tokens``: "aggregate" (default) puts a
+    run's streamed tokens on its end record (``fields["streamed"]``: count and text), "each"
+    logs a record per token, as the seed classes do.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class TrackerCallbackHandler(QueueingCallbackHandler):
         offline_dir: str | os.PathLike[str] | None = None,
         redact: RedactHook | None = None,
         sample_rate: float = 1.0,
+        stream_tokens: str = "aggregate",
     ) -> None:
         """Start one pipeline feeding all ``sinks``."""
         sinks = list(sinks)
@@ -64,6 +67,7 @@ class TrackerCallbackHandler(QueueingCallbackHandler):
             spool=resolve_spool(spool, resolve_offline_dir(offline_dir)),
             redact=redact,
             sample_rate=sample_rate,
+            stream_tokens=stream_tokens,
         )
         super().__init__(pipeline)
 

@@ -58,6 +58,7 @@ class SeedCompatibleHandler(TrackerCallbackHandler):
             block_timeout=block_timeout,
             spool=spool if spool is not None else False,
             redact=redact,
+            stream_tokens="each",  # the seeds log every token: same records, same counters
         )
         self.ignore_llm_ = False
         self.ignore_chain_ = False

@@ -32,6 +32,7 @@ from workers.runtime import Runtime, get_runtime
 from workers.sampling import TraceSampler
 from workers.sinks.base import Sink
 from workers.spool import Spool, open_spool
+from workers.streams import TokenStreams
 
 logger = logging.getLogger("tracker.pipeline")
 
@@ -59,6 +60,7 @@ class Pipeline:
         block_timeout: float = 1.0,
         redact: RedactHook | None = None,
         sample_rate: float = 1.0,
+        stream_tokens: str = "each",
         runtime: Runtime | None = None,
     ) -> None:
         """Create the queue and start consuming it on the runtime loop.
@@ -68,11 +70,15 @@ class Pipeline:
         ``block_timeout``: see :class:`~workers.queue.EventQueue`. ``redact``: the user hook run
         on each converted record after the default secret scrubber (:mod:`workers.redact`).
         ``sample_rate``: the share of root runs (whole traces) logged (:mod:`workers.sampling`).
+        ``stream_tokens``: "each" logs every streamed token as a record (the seeds' way);
+        "aggregate" logs a run's tokens once, on its end record (:mod:`workers.streams`).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
         if not flush_interval > 0:
             raise ValueError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
+        if stream_tokens not in ("each", "aggregate"):
+            raise ValueError(f"stream_tokens must be 'each' or 'aggregate', got {stream_tokens!r}")
         if overflow == "spill" and spool is None:
             raise ValueError(
                 "overflow='spill' needs a spool to spill to: pass spool=True (the default) or "
@@ -99,6 +105,7 @@ class Pipeline:
         self.metrics_skipped = 0
         self._redactor = Redactor(redact)
         self._sampler = TraceSampler(sample_rate)
+        self._streams = TokenStreams() if stream_tokens == "aggregate" else None
         self._live: list[ResilientSink] = []
         self._write_errors: list[str] = []  # since the last flush, reported in its result
         self._metric_processes = metric_processes
@@ -235,6 +242,7 @@ class Pipeline:
             "metrics_skipped": self.metrics_skipped,
             "redacted_dropped": self._redactor.dropped,
             "sampled_out": self._sampler.dropped,
+            "tokens_aggregated": self._streams.absorbed if self._streams is not None else 0,
             "redact_errors": self._redactor.errors,
             "spooled": sum(s.spooled for s in self.sinks),
             "replayed": sum(s.replayed for s in self.sinks),
@@ -390,10 +398,15 @@ class Pipeline:
                 if self.closed:  # finished: what came after the barrier is refused, as later puts
                     self._refuse(batch[index + 1 :])
                     return
-            elif self._sampler.keep(event):
-                records.append(convert(event))
-            else:  # not in a sampled trace: processed, by being left out
+            elif not self._sampler.keep(event):  # not in a sampled trace: processed, left out
                 self.queue.delivered += 1
+            elif self._streams is not None and self._streams.absorb(event):
+                self.queue.delivered += 1  # held for its run's end
+            else:
+                record = convert(event)
+                if self._streams is not None:
+                    self._streams.attach(record)
+                records.append(record)
         if records:
             await self._deliver(records)
 
