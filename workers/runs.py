@@ -8,10 +8,12 @@ tokens. A :class:`RunTable` replays the records into that table; each sink write
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 from workers.event import Kind
 from workers.records import Record
+from workers.session import SessionTable
 
 #: The table's columns, in order.
 RUN_COLUMNS = (
@@ -74,12 +76,18 @@ def token_usage(fields: dict[str, Any]) -> tuple[int | None, int | None, int | N
 
 
 class RunTable:
-    """Runs seen since the last :meth:`take`: finished ones, and the ones still running."""
+    """Runs seen since the last :meth:`take`: finished ones, and the ones still running.
 
-    def __init__(self) -> None:
+    Finished rows go to ``done``: give it a :class:`~workers.session.SessionTable` and they
+    spill to disk like the session tables (a million runs between flushes stay on disk).
+    """
+
+    def __init__(self, done: SessionTable | None = None) -> None:
         """An empty table."""
-        self._open: dict[str, dict[str, Any]] = {}
-        self._done: list[dict[str, Any]] = []
+        # OrderedDict: evicting the oldest open run is O(1) (a dict's next(iter()) is not, once
+        # many entries were popped from its front).
+        self._open: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._done: SessionTable | list[dict[str, Any]] = done if done is not None else []
 
     def observe(self, record: Record) -> dict[str, Any] | None:
         """Update the table with one record (in queue order); returns the row it finished."""
@@ -105,8 +113,7 @@ class RunTable:
                 "total_tokens": None,
             }
             if len(self._open) > MAX_OPEN_RUNS:
-                oldest = next(iter(self._open))
-                self._done.append(self._open.pop(oldest))
+                self._done.extend([self._open.popitem(last=False)[1]])
             return None
         if kind not in _ENDS and kind not in _ERRORS:
             return None
@@ -130,14 +137,14 @@ class RunTable:
             row["prompt_tokens"], row["completion_tokens"], row["total_tokens"] = token_usage(
                 record.fields
             )
-        self._done.append(row)
+        self._done.extend([row])
         return row
 
     def take(self) -> list[dict[str, Any]]:
         """The rows to report now: finished runs (then forgotten) and open ones (kept)."""
-        rows = [*self._done, *self._open.values()]
-        self._done = []
-        return [dict(row) for row in rows]
+        rows = [*self._done, *(dict(row) for row in self._open.values())]
+        self._done.clear()
+        return rows
 
     def reset(self) -> None:
         """Forget everything (a new backend session)."""

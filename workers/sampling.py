@@ -9,6 +9,7 @@ nobody announced (callbacks called directly) are kept.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from uuid import UUID
 
 from workers.event import Event, Kind
@@ -56,7 +57,8 @@ class TraceSampler:
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"sample_rate must be between 0 and 1, got {rate!r}")
         self.rate = rate
-        self._decision: dict[UUID, bool] = {}  # run id -> kept, for every run of an open trace
+        # run id -> kept, for every run of an open trace (ordered: the oldest goes first, O(1))
+        self._decision: OrderedDict[UUID, bool] = OrderedDict()
         self.dropped = 0
 
     def keep(self, event: Event) -> bool:
@@ -72,7 +74,7 @@ class TraceSampler:
                 decision = self._decision.get(parent, keeps(parent, self.rate))
             if event.kind in _STARTS:
                 if len(self._decision) >= MAX_TRACKED_RUNS:  # unended runs must not pile up
-                    self._decision.pop(next(iter(self._decision)))
+                    self._decision.popitem(last=False)
                 self._decision[run] = decision
         if event.kind in _ROOT_ENDS:
             self._decision.pop(run, None)

@@ -7,6 +7,7 @@ count, which the end record now carries as ``fields["streamed"]``: ``{"tokens": 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from uuid import UUID
 
 from workers.event import Event, Kind
@@ -23,7 +24,7 @@ class TokenStreams:
 
     def __init__(self) -> None:
         """No stream open."""
-        self._open: dict[UUID | None, list[str]] = {}
+        self._open: OrderedDict[UUID | None, list[str]] = OrderedDict()
         self._chars: dict[UUID | None, int] = {}
         self.absorbed = 0
         self.orphaned = 0
@@ -36,8 +37,8 @@ class TokenStreams:
         tokens = self._open.get(run)
         if tokens is None:
             if len(self._open) >= MAX_OPEN_STREAMS:
-                oldest = next(iter(self._open))
-                self.orphaned += len(self._open.pop(oldest))
+                oldest, held = self._open.popitem(last=False)
+                self.orphaned += len(held)
                 self._chars.pop(oldest, None)
             tokens = self._open[run] = []
             self._chars[run] = 0

@@ -74,7 +74,7 @@ class ClearMLSink(Sink):
         self.logger: Any = None
         self.rows = ClearMLRows()
         self.store = SessionStore()
-        self.runs = RunTable()
+        self.runs = RunTable(self.store.table("runs"))
         self._llm_runs = 0
         self._media_dir = Path(tempfile.mkdtemp(prefix="tracker-clearml-media-"))
 

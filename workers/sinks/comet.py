@@ -94,7 +94,7 @@ class CometSink(Sink):
         self.experiment: Any = None
         self.rows = CometRows(custom_metrics)
         self.store = SessionStore()
-        self.runs = RunTable()
+        self.runs = RunTable(self.store.table("runs"))
         self._llm_runs = 0
 
     @property

@@ -19,6 +19,7 @@ from workers.counters import Counters
 from workers.flush import FlushRequest
 from workers.records import Record
 from workers.runs import RunTable
+from workers.session import SessionStore
 from workers.sinks.base import Sink
 
 
@@ -54,7 +55,8 @@ class JsonLinesSink(Sink):
         self.directory = Path(directory)
         self.session = session
         self.path: Path | None = None
-        self.runs = RunTable()
+        self.store = SessionStore()
+        self.runs = RunTable(self.store.table("runs"))
         self._counters = Counters()
         self._file: Any = None
 
@@ -105,6 +107,7 @@ class JsonLinesSink(Sink):
         if request.finish:
             out.close()
             self._file = None
+            self.store.close()
             self.archive_path = self.path
 
     async def close(self) -> None:
@@ -112,3 +115,4 @@ class JsonLinesSink(Sink):
         if self._file is not None:
             self._file.close()
             self._file = None
+        self.store.close()
