@@ -89,9 +89,7 @@ def test_runs_table_and_llm_scalars_in_both_archives(offline_dir: Path):
 
     clearml_archive = read_clearml_archive(clearml.archive_path)
     check_runs(clearml_archive.tables()[("Runs", "s1")])
-    scalars = Counter(
-        s["series"] for s in clearml_archive.scalars() if s["title"] == "LLM runs"
-    )
+    scalars = Counter(s["series"] for s in clearml_archive.scalars() if s["title"] == "LLM runs")
     assert scalars["latency_s"] == 3 and scalars["total_tokens"] == 3
 
     health = {s["series"] for s in clearml_archive.scalars() if s["title"] == "Tracker health"}

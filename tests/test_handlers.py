@@ -271,3 +271,23 @@ def test_another_comet_experiment_in_the_process(offline_dir: Path, sink_process
         assert handler.stats()["sink_errors"] >= 1
         assert not handler.flush_tracker(finish=True, timeout=30).ok  # closes the pipeline
     other.end()
+
+
+def test_clearml_console_lines_are_never_cut(offline_dir: Path):
+    """Rows go to ClearML's console a few calls at a time, never one text past its event size.
+
+    ClearML cuts a log text at 1 MiB wherever that falls; 30 rows of ~90 KB each (2.7 MB) sent
+    as one text would come back with lines cut in two.
+    """
+    handler = ClearMLCallbackHandler(task_name="console", stream_logs=True, offline_dir=offline_dir)
+    texts = [f"<{i}>" + chr(ord("a") + i % 26) * 90_000 for i in range(30)]
+    for text in texts:
+        handler.on_text(text)
+    result = handler.flush_tracker(finish=True, timeout=120)
+    assert result.ok and result.written == 30, result
+
+    lines = read_clearml_archive(handler.archive_path).text_lines()
+    rows = [line for line in lines if line.startswith("{'action': 'on_text'")]
+    assert len(rows) == 30
+    for text, row in zip(texts, rows, strict=True):
+        assert f"'text': '{text}'," in row and row.endswith("}"), row[:60]

@@ -313,9 +313,9 @@ class Pipeline:
             batch = [record.to_wire() for record in records]
             # One frame per taken slice, even if the redact hook withheld all of it, so frames
             # count events exactly (see _unspill).
-            await anyio.to_thread.run_sync(
-                self._spill_spool.append, [len(events), batch]  # type: ignore[union-attr]
-            )
+            spool = self._spill_spool
+            assert spool is not None  # opened in _run before the spill loop starts
+            await anyio.to_thread.run_sync(spool.append, [len(events), batch])
             return True
 
     async def _unspill(self, through: int | None = None) -> None:

@@ -83,8 +83,11 @@ _TOKENS = re.compile(
 )
 # No secret pattern matches fewer characters ("secret=x"): streamed tokens skip the search.
 _SHORTEST = 8
-# One search to rule out the common case (no secret-looking text at all) quickly.
-_ANY = re.compile(rf"(?i)(?:{_KEY_WORDS})|bearer|sk-|gh[pousr]_|xox|AKIA|AIza|hf_|eyJ")
+# What each pattern cannot match without, casefolded: substring tests rule out the common case
+# (no secret-looking text) in ~5 µs on a 1.6 KB text, where one case-insensitive search of the
+# alternation took ~700 µs.
+_PAIR_HINTS = ("key", "passw", "passphrase", "secret", "token", "authorization")
+_TOKEN_HINTS = ("sk-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "akia", "aiza", "hf_", "eyj")
 
 
 @lru_cache(maxsize=4096)
@@ -109,11 +112,14 @@ _CACHED_LENGTH = 256
 
 
 def _scrub(text: str) -> str:
-    if not _ANY.search(text):
-        return text
-    text = _BEARER.sub(rf"\g<1>{REDACTED}", text)
-    text = _TOKENS.sub(REDACTED, text)
-    return _PAIR.sub(rf"\g<1>{REDACTED}", text)
+    folded = text.casefold()
+    if "bearer" in folded:
+        text = _BEARER.sub(rf"\g<1>{REDACTED}", text)
+    if any(hint in folded for hint in _TOKEN_HINTS):
+        text = _TOKENS.sub(REDACTED, text)
+    if ("=" in text or ":" in text) and any(hint in folded for hint in _PAIR_HINTS):
+        text = _PAIR.sub(rf"\g<1>{REDACTED}", text)
+    return text
 
 
 _scrub_short = lru_cache(maxsize=16_384)(_scrub)

@@ -2,13 +2,13 @@
 
 The seeds keep every record in Python lists until flush: a long-running server grows without
 bound. Here each table keeps at most ``memory_rows`` rows in memory and appends the rest to a
-JSON-lines file in a private temporary folder; the flush reads them back into a DataFrame.
+file in a private (0700) temporary folder; the flush reads them back into a DataFrame.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import pickle
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +25,7 @@ class SessionTable:
     def __init__(self, name: str, folder: Path, memory_rows: int = DEFAULT_MEMORY_ROWS) -> None:
         """A table called ``name`` whose overflow file lives in ``folder``."""
         self.name = name
-        self._path = folder / f"{name}.jsonl"
+        self._path = folder / f"{name}.pickles"
         self._memory_rows = memory_rows
         self._rows: list[dict[str, Any]] = []
         self._spilled = 0
@@ -41,17 +41,23 @@ class SessionTable:
             self._spill()
 
     def _spill(self) -> None:
-        with open(self._path, "a", encoding="utf-8") as out:
-            out.write("".join(json.dumps(row) + "\n" for row in self._rows))
+        # One pickle per spill of ``memory_rows`` rows: ~10x cheaper than a JSON line per row,
+        # and only this process reads the file back, from a folder only its user can open.
+        with open(self._path, "ab") as out:
+            pickle.dump(self._rows, out, protocol=pickle.HIGHEST_PROTOCOL)
         self._spilled += len(self._rows)
         self._rows = []
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         """Every row in order: the spilled ones first, then those in memory."""
         if self._spilled:
-            with open(self._path, encoding="utf-8") as src:
-                for line in src:
-                    yield json.loads(line)
+            with open(self._path, "rb") as src:
+                while True:
+                    try:
+                        rows = pickle.load(src)
+                    except EOFError:
+                        break
+                    yield from rows
         yield from self._rows
 
     def frame(self) -> pd.DataFrame:
