@@ -18,7 +18,6 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 
-from tests.faults import FaultySink
 from tests.oracle import drive_workload, seed_comet
 from tracker import (
     ClearMLCallbackHandler,
@@ -28,7 +27,9 @@ from tracker import (
 )
 from tracker.archive import read_clearml_archive, read_comet_archive
 from tracker.inspect_archive import summarize
+from tracker.testing import wrap_sinks
 from workers.sampling import keeps
+from workers.testing import FaultySink
 
 ROOT = Path(__file__).resolve().parent.parent
 USAGE = {"input_tokens": 11, "output_tokens": 7, "total_tokens": 18}
@@ -220,7 +221,8 @@ def test_cli_replay_sends_a_spool_to_its_backend(offline_dir: Path):
         wrappers.append(FaultySink(sink, down=True))
         return wrappers[0]
 
-    handler = CometCallbackHandler(stream_logs=True, offline_dir=offline_dir, _wrap_sink=down)
+    with wrap_sinks(down):
+        handler = CometCallbackHandler(stream_logs=True, offline_dir=offline_dir)
     for i in range(30):
         handler.on_text(f"r{i:02d}")
     stranded = handler.flush_tracker(finish=True, timeout=60)

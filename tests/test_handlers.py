@@ -13,10 +13,11 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
 from langchain_core.runnables import RunnableLambda
 
-from tests.faults import FaultySink
 from tracker import ClearMLCallbackHandler, CometCallbackHandler
 from tracker.archive import read_clearml_archive, read_comet_archive
 from tracker.demo import ScriptedChatModel
+from tracker.testing import wrap_sinks
+from workers.testing import FaultySink
 
 ANSWER = "The capital of France is Paris. It lies on the Seine. Many people visit it."
 
@@ -194,9 +195,8 @@ def test_flush_timeout_reports_pending_then_completes(offline_dir: Path):
         slow.append(FaultySink(sink, delay=0.2))
         return slow[0]
 
-    handler = CometCallbackHandler(
-        stream_logs=True, offline_dir=offline_dir, batch_size=4, _wrap_sink=wrap
-    )
+    with wrap_sinks(wrap):
+        handler = CometCallbackHandler(stream_logs=True, offline_dir=offline_dir, batch_size=4)
     for i in range(40):
         handler.on_text(f"text {i}")
     early = handler.flush_tracker(timeout=0.1)
@@ -208,13 +208,10 @@ def test_flush_timeout_reports_pending_then_completes(offline_dir: Path):
 
 
 def test_failed_write_is_retried_once_and_delivered_once(offline_dir: Path):
-    handler = ClearMLCallbackHandler(
-        task_name="faulty",
-        stream_logs=True,
-        offline_dir=offline_dir,
-        batch_size=2,
-        _wrap_sink=lambda sink: FaultySink(sink, fail_every=2),
-    )
+    with wrap_sinks(lambda sink: FaultySink(sink, fail_every=2)):
+        handler = ClearMLCallbackHandler(
+            task_name="faulty", stream_logs=True, offline_dir=offline_dir, batch_size=2
+        )
     results = []
     for i in range(2):
         handler.on_text(f"a{i}")

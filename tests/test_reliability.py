@@ -18,19 +18,20 @@ from typing import Any
 
 import pytest
 
-from tests.faults import FaultySink
 from tracker import ClearMLCallbackHandler, CometCallbackHandler
 from tracker.archive import read_clearml_archive, read_comet_archive
+from tracker.testing import wrap_sinks
 from workers.breaker import CircuitBreaker, RetryPolicy
 from workers.event import Kind
 from workers.queue import EventQueue
 from workers.spool import Spool
+from workers.testing import FaultySink
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def faulty(holder: list[FaultySink], **faults: Any) -> Any:
-    """A ``_wrap_sink`` that wraps the real sink and keeps the wrapper for the test."""
+    """A :func:`tracker.testing.wrap_sinks` wrapper that keeps each wrapper for the test."""
 
     def wrap(sink: Any) -> FaultySink:
         holder.append(FaultySink(sink, **faults))
@@ -61,9 +62,8 @@ def comet_texts(handler: Any) -> list[str]:
 def test_outage_spools_then_replays_in_order_exactly_once(offline_dir: Path, backend: str):
     wrappers: list[FaultySink] = []
     cls = ClearMLCallbackHandler if backend == "clearml" else CometCallbackHandler
-    handler = cls(
-        stream_logs=True, offline_dir=offline_dir, batch_size=20, _wrap_sink=faulty(wrappers)
-    )
+    with wrap_sinks(faulty(wrappers)):
+        handler = cls(stream_logs=True, offline_dir=offline_dir, batch_size=20)
     quick_breaker(handler)
     assert handler.flush_tracker(timeout=60).ok  # opened and healthy
     wrappers[0].down = True
@@ -99,12 +99,8 @@ def test_outage_spools_then_replays_in_order_exactly_once(offline_dir: Path, bac
 
 def test_one_call_in_three_fails_retries_deliver_everything_once(offline_dir: Path):
     wrappers: list[FaultySink] = []
-    handler = CometCallbackHandler(
-        stream_logs=True,
-        offline_dir=offline_dir,
-        batch_size=5,
-        _wrap_sink=faulty(wrappers, fail_every=3),
-    )
+    with wrap_sinks(faulty(wrappers, fail_every=3)):
+        handler = CometCallbackHandler(stream_logs=True, offline_dir=offline_dir, batch_size=5)
     quick_breaker(handler)
     for i in range(100):
         handler.on_text(f"x{i}")
@@ -119,9 +115,8 @@ def test_one_call_in_three_fails_retries_deliver_everything_once(offline_dir: Pa
 
 def test_slow_backend_does_not_slow_the_caller(offline_dir: Path):
     wrappers: list[FaultySink] = []
-    handler = ClearMLCallbackHandler(
-        stream_logs=True, offline_dir=offline_dir, batch_size=10, _wrap_sink=faulty(wrappers)
-    )
+    with wrap_sinks(faulty(wrappers)):
+        handler = ClearMLCallbackHandler(stream_logs=True, offline_dir=offline_dir, batch_size=10)
     assert handler.flush_tracker(timeout=60).ok
     wrappers[0].delay = 1.0  # one second per call
     for i in range(50):
@@ -134,9 +129,8 @@ def test_slow_backend_does_not_slow_the_caller(offline_dir: Path):
 
 def test_hung_backend_call_hits_its_deadline_then_is_spooled(offline_dir: Path):
     wrappers: list[FaultySink] = []
-    handler = CometCallbackHandler(
-        stream_logs=True, offline_dir=offline_dir, _wrap_sink=faulty(wrappers)
-    )
+    with wrap_sinks(faulty(wrappers)):
+        handler = CometCallbackHandler(stream_logs=True, offline_dir=offline_dir)
     quick_breaker(handler, deadline=0.2)
     assert handler.flush_tracker(timeout=60).ok
     wrappers[0].hang = True
@@ -153,9 +147,8 @@ def test_hung_backend_call_hits_its_deadline_then_is_spooled(offline_dir: Path):
 
 def test_without_a_spool_an_outage_loses_events_and_says_so(offline_dir: Path):
     wrappers: list[FaultySink] = []
-    handler = ClearMLCallbackHandler(
-        stream_logs=True, offline_dir=offline_dir, spool=False, _wrap_sink=faulty(wrappers)
-    )
+    with wrap_sinks(faulty(wrappers)):
+        handler = ClearMLCallbackHandler(stream_logs=True, offline_dir=offline_dir, spool=False)
     quick_breaker(handler)
     assert handler.flush_tracker(timeout=60).ok
     wrappers[0].down = True
@@ -206,15 +199,15 @@ def test_overflow_policy_is_validated():
 
 def test_overflow_block_waits_for_room_and_loses_nothing(offline_dir: Path):
     wrappers: list[FaultySink] = []
-    handler = CometCallbackHandler(
-        stream_logs=True,
-        offline_dir=offline_dir,
-        queue_size=20,
-        batch_size=10,
-        overflow="block",
-        block_timeout=30,
-        _wrap_sink=faulty(wrappers, delay=0.05),
-    )
+    with wrap_sinks(faulty(wrappers, delay=0.05)):
+        handler = CometCallbackHandler(
+            stream_logs=True,
+            offline_dir=offline_dir,
+            queue_size=20,
+            batch_size=10,
+            overflow="block",
+            block_timeout=30,
+        )
     for i in range(200):  # 10x the queue, into a slow sink: producers must wait
         handler.on_text(f"b{i}")
     result = handler.flush_tracker(finish=True, timeout=60)
@@ -225,12 +218,8 @@ def test_overflow_block_waits_for_room_and_loses_nothing(offline_dir: Path):
 
 def test_drop_warning_is_logged_once_per_interval(offline_dir: Path, caplog: Any):
     wrappers: list[FaultySink] = []
-    handler = ClearMLCallbackHandler(
-        offline_dir=offline_dir,
-        queue_size=5,
-        batch_size=5,
-        _wrap_sink=faulty(wrappers, delay=0.05),
-    )
+    with wrap_sinks(faulty(wrappers, delay=0.05)):
+        handler = ClearMLCallbackHandler(offline_dir=offline_dir, queue_size=5, batch_size=5)
     with caplog.at_level(logging.WARNING, logger="tracker"):
         for _ in range(20):
             for i in range(50):
@@ -288,17 +277,17 @@ def test_a_second_process_gets_its_own_spool_directory(tmp_path: Path):
 CRASHING = textwrap.dedent(
     """
     import os, signal, sys, time
-    from tests.faults import FaultySink
+    from workers.testing import FaultySink
     from tracker import CometCallbackHandler
+    from tracker.testing import wrap_sinks
 
     wrappers = []
     def wrap(sink):
         wrappers.append(FaultySink(sink, down=True))
         return wrappers[0]
 
-    handler = CometCallbackHandler(
-        stream_logs=True, offline_dir=sys.argv[1], batch_size=25, _wrap_sink=wrap
-    )
+    with wrap_sinks(wrap):
+        handler = CometCallbackHandler(stream_logs=True, offline_dir=sys.argv[1], batch_size=25)
     for i in range(500):
         handler.on_text(f"c{i:04d}")
     while handler.stats()["processed"] < 500:
@@ -333,14 +322,14 @@ def test_spooled_events_survive_a_sigkill_and_are_replayed_once(offline_dir: Pat
 
 def test_overflow_spill_keeps_every_event_in_order_and_the_caller_fast(offline_dir: Path):
     wrappers: list[FaultySink] = []
-    handler = CometCallbackHandler(
-        stream_logs=True,
-        offline_dir=offline_dir,
-        queue_size=50,
-        batch_size=25,
-        overflow="spill",
-        _wrap_sink=faulty(wrappers, delay=0.05),
-    )
+    with wrap_sinks(faulty(wrappers, delay=0.05)):
+        handler = CometCallbackHandler(
+            stream_logs=True,
+            offline_dir=offline_dir,
+            queue_size=50,
+            batch_size=25,
+            overflow="spill",
+        )
     started = time.perf_counter()
     for i in range(2000):  # 40x the queue into a slow sink
         handler.on_text(f"p{i:04d}")

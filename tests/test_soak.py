@@ -19,9 +19,10 @@ from langchain_core.language_models import FakeListLLM
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import PromptTemplate
 
-from tests.faults import FaultySink
 from tracker import ClearMLCallbackHandler, CometCallbackHandler
 from tracker.archive import read_clearml_archive, read_comet_archive
+from tracker.testing import wrap_sinks
+from workers.testing import FaultySink
 
 OUTAGE_SECONDS = float(os.environ.get("TRACKER_SOAK_OUTAGE", "30"))
 HEALTHY_SECONDS = float(os.environ.get("TRACKER_SOAK_HEALTHY", "10"))
@@ -56,9 +57,10 @@ async def test_thirty_second_outage_under_load(offline_dir: Path):
         wrappers.append(FaultySink(sink))
         return wrappers[-1]
 
-    common = {"stream_logs": True, "offline_dir": offline_dir, "_wrap_sink": wrap}
-    clearml = ClearMLCallbackHandler(task_name="soak", **common)
-    comet = CometCallbackHandler(name="soak", **common)
+    common = {"stream_logs": True, "offline_dir": offline_dir}
+    with wrap_sinks(wrap):
+        clearml = ClearMLCallbackHandler(task_name="soak", **common)
+        comet = CometCallbackHandler(name="soak", **common)
     handlers = [clearml, comet]
     for handler in handlers:
         assert (await handler.aflush_tracker(timeout=120)).ok

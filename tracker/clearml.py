@@ -11,10 +11,7 @@ from tracker.seed import SeedCompatibleHandler
 from tracker.settings import clearml_configured, resolve_offline, resolve_offline_dir, resolve_spool
 from tracker.sinks import clearml_task_is_current
 from workers.flush import FlushRequest, FlushResult
-from workers.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL
-from workers.queue import DEFAULT_QUEUE_SIZE
 from workers.records import Record
-from workers.sinks.base import Sink
 
 
 class ClearMLCallbackHandler(SeedCompatibleHandler):
@@ -33,23 +30,23 @@ class ClearMLCallbackHandler(SeedCompatibleHandler):
         offline: True for a ClearML offline session, False for the configured server; None
             (default) goes offline when no ClearML credentials are configured.
         offline_dir: where offline session archives go (default ``./tracker-offline``).
-        queue_size: events the queue holds before it drops new ones (counted).
-        batch_size: events per batch (and the queue depth that wakes the worker).
-        flush_interval: seconds between batches when the queue is quiet.
-        metric_processes: worker processes for complexity metrics and visualizations.
-        overflow: what a full queue does with a new event: "drop_newest" (default),
-            "drop_oldest", or "block" (the caller waits up to ``block_timeout`` seconds).
         spool: where batches the backend refuses are kept on disk until it answers again
             (True: ``offline_dir/spool``; a path; False: none, such batches are dropped and
             counted). A new handler replays what an earlier process left there.
-        sink_process: run the ClearML SDK in a child process (None: yes, unless a Task is
-            already current in this process, which is then reused as the seed does). With a
-            child process, ``.task`` and ``.logger`` live there and are not available here.
-        redact: ``f(record) -> record | None``, run in the workers on every converted record
-            after the default secret scrubber: return it (edit ``record.fields``, see
+        sink_process: run the ClearML SDK in the tracker worker process (None: yes, unless a
+            Task is already current in this process, which is then reused as the seed does).
+            False runs everything in this process, for debugging; ``.task`` and ``.logger``
+            are only available then.
+        redact: ``f(record) -> record | None``, run on every converted record after the default
+            secret scrubber: return it (edit ``record.fields``, see
             :class:`~workers.records.Record`) or None to drop it (``stats()["redacted_dropped"]``).
+            It is your code, so it runs in this process (on the tracker's background thread).
             A hook that raises never reaches the chain: that record is logged with its fields
             withheld (``stats()["redact_errors"]``). See :mod:`workers.redact`.
+        **settings: the pipeline settings of :class:`~workers.options.PipelineOptions`
+            (``queue_size``, ``batch_size``, ``flush_interval``, ``metric_processes``,
+            ``overflow`` — "drop_newest", "drop_oldest", "block" or "spill" —,
+            ``block_timeout``, ``sample_rate``).
     """
 
     def __init__(
@@ -64,16 +61,10 @@ class ClearMLCallbackHandler(SeedCompatibleHandler):
         *,
         offline: bool | None = None,
         offline_dir: str | os.PathLike[str] | None = None,
-        queue_size: int = DEFAULT_QUEUE_SIZE,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-        metric_processes: int = 2,
-        overflow: str = "drop_newest",
-        block_timeout: float = 1.0,
         spool: bool | str | os.PathLike[str] = True,
         sink_process: bool | None = None,
         redact: Callable[[Record], Record | None] | None = None,
-        _wrap_sink: Callable[[Sink], Sink] | None = None,
+        **settings: Any,
     ) -> None:
         """Start the pipeline; the ClearML Task is created in the background."""
         self.task_type = task_type
@@ -99,19 +90,12 @@ class ClearMLCallbackHandler(SeedCompatibleHandler):
             offline=self.offline,
             offline_dir=self.offline_dir,
             sink_process=self.sink_process,
-            metric_processes=metric_processes,
         )
         super().__init__(
             sink,
-            queue_size=queue_size,
-            batch_size=batch_size,
-            flush_interval=flush_interval,
-            metric_processes=metric_processes,
-            overflow=overflow,
-            block_timeout=block_timeout,
             spool=resolve_spool(spool, self.offline_dir),
             redact=redact,
-            wrap_sink=_wrap_sink,
+            **settings,
         )
 
     @property

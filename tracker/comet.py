@@ -10,10 +10,7 @@ from tracker import sinks
 from tracker.seed import SeedCompatibleHandler
 from tracker.settings import comet_configured, resolve_offline, resolve_offline_dir, resolve_spool
 from workers.flush import FlushRequest, FlushResult
-from workers.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL
-from workers.queue import DEFAULT_QUEUE_SIZE
 from workers.records import Record
-from workers.sinks.base import Sink
 
 
 class CometCallbackHandler(SeedCompatibleHandler):
@@ -30,11 +27,10 @@ class CometCallbackHandler(SeedCompatibleHandler):
         stream_logs: log each callback's text with its record as metadata.
 
     Keyword-only extras: ``offline`` (None: offline when no COMET_API_KEY / .comet.config),
-    ``offline_dir``, ``queue_size``, ``batch_size``, ``flush_interval``, ``metric_processes``,
-    ``overflow``, ``block_timeout``, ``spool``, as for :class:`~tracker.ClearMLCallbackHandler`;
-    ``sink_process`` (default True) runs comet_ml in a child process, where ``.experiment``
-    then lives; ``redact`` (a hook on every record after the default secret scrubber, returning
-    the record or None to drop it), as for :class:`~tracker.ClearMLCallbackHandler`.
+    ``offline_dir``, ``spool``, ``redact`` and the pipeline ``**settings``, as for
+    :class:`~tracker.ClearMLCallbackHandler`; ``sink_process`` (default True) runs comet_ml in
+    the tracker worker process (``.experiment`` is available only with False).
+    ``custom_metrics`` is your code: it runs in this process, on the original generations.
     """
 
     def __init__(
@@ -51,16 +47,10 @@ class CometCallbackHandler(SeedCompatibleHandler):
         *,
         offline: bool | None = None,
         offline_dir: str | os.PathLike[str] | None = None,
-        queue_size: int = DEFAULT_QUEUE_SIZE,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-        metric_processes: int = 2,
-        overflow: str = "drop_newest",
-        block_timeout: float = 1.0,
         spool: bool | str | os.PathLike[str] = True,
         sink_process: bool = True,
         redact: Callable[[Record], Record | None] | None = None,
-        _wrap_sink: Callable[[Sink], Sink] | None = None,
+        **settings: Any,
     ) -> None:
         """Start the pipeline; the Comet experiment is created in the background."""
         self.task_type = task_type
@@ -88,19 +78,12 @@ class CometCallbackHandler(SeedCompatibleHandler):
             offline=self.offline,
             offline_dir=self.offline_dir,
             sink_process=self.sink_process,
-            metric_processes=metric_processes,
         )
         super().__init__(
             sink,
-            queue_size=queue_size,
-            batch_size=batch_size,
-            flush_interval=flush_interval,
-            metric_processes=metric_processes,
-            overflow=overflow,
-            block_timeout=block_timeout,
             spool=resolve_spool(spool, self.offline_dir),
             redact=redact,
-            wrap_sink=_wrap_sink,
+            **settings,
         )
 
     @property

@@ -1,7 +1,7 @@
 """``TrackerCallbackHandler``: one queue, one conversion, several backends.
 
-Attaching ``ClearMLCallbackHandler`` and ``CometCallbackHandler`` side by side queues, converts
-and scrubs every event twice. This handler does it once and hands each batch to all its sinks
+Attaching ``ClearMLCallbackHandler`` and ``CometCallbackHandler`` side by side queues, ships and
+converts every event twice. This handler does it once and hands each batch to all its sinks
 (they write concurrently, each in order); the seed classes are this handler with one sink.
 """
 
@@ -12,64 +12,73 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tracker import testing
 from tracker.handler import QueueingCallbackHandler
 from tracker.settings import resolve_offline_dir, resolve_spool
 from workers.flush import FlushRequest, FlushResult
-from workers.pipeline import DEFAULT_BATCH_SIZE, DEFAULT_FLUSH_INTERVAL, Pipeline
-from workers.queue import DEFAULT_QUEUE_SIZE
+from workers.forwarding import ForwardingPipeline
+from workers.options import PipelineOptions
+from workers.pipeline import Pipeline
 from workers.redact import RedactHook
 from workers.sinks.base import Sink
+from workers.sinks.spec import SinkSpec
+
+
+def build_pipeline(
+    sinks: Sequence[Sink | SinkSpec], options: PipelineOptions, redact: RedactHook | None
+) -> Pipeline | ForwardingPipeline:
+    """The tracker worker's pipeline for ``sinks``, unless one of them must run here.
+
+    A sink must run in this process when it was built here (a :class:`Sink` object), asked to
+    (``sink_process=False``), or wrapped by :func:`tracker.testing.wrap_sinks`; then all of
+    them do, and the text metrics run in a thread of this process.
+    """
+    wrap = testing.current_wrapper()
+    local = wrap is not None or any(
+        not isinstance(sink, SinkSpec) or sink.in_process for sink in sinks
+    )
+    if not local:
+        return ForwardingPipeline(list(sinks), options, redact=redact)  # type: ignore[arg-type]
+    built = [sink.build() if isinstance(sink, SinkSpec) else sink for sink in sinks]
+    if wrap is not None:
+        built = [wrap(sink) for sink in built]
+    return Pipeline(built, options, redact=redact, local_metrics=True)
 
 
 class TrackerCallbackHandler(QueueingCallbackHandler):
     """A LangChain callback handler that logs to every sink in ``sinks``.
 
     ``sinks``: built with :mod:`tracker.sinks` (``clearml(...)``, ``comet(...)``,
-    ``jsonl(...)``). The keyword arguments are the seed classes' extras (see the README):
-    ``queue_size``, ``batch_size``, ``flush_interval``, ``metric_processes``, ``overflow``,
-    ``block_timeout``, ``spool`` (below ``offline_dir``), ``redact``; ``sample_rate``, the
-    share of root runs (whole traces) to log; ``stream_tokens``: "aggregate" (default) puts a
-    run's streamed tokens on its end record (``fields["streamed"]``: count and text), "each"
-    logs a record per token, as the seed classes do.
+    ``jsonl(...)``). ``spool``: where batches a backend refuses wait on disk (True:
+    ``offline_dir/spool``; a path; False: none). ``redact``: ``f(record) -> record | None`` run
+    after the default secret scrubber (it runs in this process: it is your code). The other
+    keyword arguments are the settings of :class:`~workers.options.PipelineOptions`
+    (``queue_size``, ``batch_size``, ``flush_interval``, ``metric_processes``, ``overflow``,
+    ``block_timeout``, ``sample_rate``, ``stream_tokens``); ``stream_tokens`` defaults to
+    ``"aggregate"`` here: a run's streamed tokens go on its end record (``fields["streamed"]``:
+    count and text), where the seed classes log a record per token.
     """
 
     def __init__(
         self,
-        sinks: Sequence[Sink],
+        sinks: Sequence[Sink | SinkSpec],
         *,
-        queue_size: int = DEFAULT_QUEUE_SIZE,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-        metric_processes: int = 2,
-        overflow: str = "drop_newest",
-        block_timeout: float = 1.0,
         spool: bool | str | os.PathLike[str] = True,
         offline_dir: str | os.PathLike[str] | None = None,
         redact: RedactHook | None = None,
-        sample_rate: float = 1.0,
-        stream_tokens: str = "aggregate",
+        **settings: Any,
     ) -> None:
-        """Start one pipeline feeding all ``sinks``."""
+        """Start one pipeline feeding all ``sinks`` (in the tracker worker by default)."""
         sinks = list(sinks)
         if not sinks:
             raise ValueError("TrackerCallbackHandler needs at least one sink (tracker.sinks)")
         names = [sink.name for sink in sinks]
         if len(set(names)) != len(names):  # each sink spools in a directory named after it
             raise ValueError(f"sinks must be of different kinds, got {names}")
-        pipeline = Pipeline(
-            sinks,
-            queue_size=queue_size,
-            batch_size=batch_size,
-            flush_interval=flush_interval,
-            metric_processes=metric_processes,
-            overflow=overflow,
-            block_timeout=block_timeout,
-            spool=resolve_spool(spool, resolve_offline_dir(offline_dir)),
-            redact=redact,
-            sample_rate=sample_rate,
-            stream_tokens=stream_tokens,
-        )
-        super().__init__(pipeline)
+        settings.setdefault("stream_tokens", "aggregate")
+        settings["spool"] = resolve_spool(spool, resolve_offline_dir(offline_dir))
+        options = PipelineOptions.from_settings(settings)
+        super().__init__(build_pipeline(sinks, options, redact))
 
     def flush_tracker(
         self,

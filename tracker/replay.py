@@ -55,9 +55,9 @@ def replay_spool(
             project_name=project or "langchain_callback_demo",
             task_name=name,
             offline_dir=offline_dir,
-        )
+        ).build()
     elif backend == "comet":
-        sink = sinks.comet(project_name=project, name=name, offline_dir=offline_dir)
+        sink = sinks.comet(project_name=project, name=name, offline_dir=offline_dir).build()
     else:
         raise ValueError(
             f"{spool_dir} is not a tracker spool: its name should start with 'clearml' or "

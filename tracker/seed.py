@@ -6,16 +6,16 @@ of the last processed event, which is exact after a flush.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tracker.multi import TrackerCallbackHandler
 from workers.counters import COUNTER_NAMES
 from workers.flush import FlushRequest, FlushResult
+from workers.forwarding import SinkMirror
 from workers.redact import RedactHook
 from workers.sinks.base import Sink
-from workers.sinks.remote import RemoteSink
+from workers.sinks.spec import SinkSpec
 
 OPEN_WAIT_SECONDS = 60.0
 
@@ -34,31 +34,19 @@ class SeedCompatibleHandler(TrackerCallbackHandler):
 
     def __init__(
         self,
-        sink: Sink,
+        sink: Sink | SinkSpec,
         *,
-        queue_size: int,
-        batch_size: int,
-        flush_interval: float,
-        metric_processes: int,
-        overflow: str = "drop_newest",
-        block_timeout: float = 1.0,
         spool: Path | None = None,
         redact: RedactHook | None = None,
-        wrap_sink: Callable[[Sink], Sink] | None = None,
+        **settings: Any,
     ) -> None:
-        """Serve ``sink`` through a new pipeline (``wrap_sink``: tests inject faults there)."""
-        served = wrap_sink(sink) if wrap_sink is not None else sink
+        """Serve ``sink`` through a new pipeline (``settings``: see PipelineOptions)."""
         super().__init__(
-            [served],
-            queue_size=queue_size,
-            batch_size=batch_size,
-            flush_interval=flush_interval,
-            metric_processes=metric_processes,
-            overflow=overflow,
-            block_timeout=block_timeout,
+            [sink],
             spool=spool if spool is not None else False,
             redact=redact,
             stream_tokens="each",  # the seeds log every token: same records, same counters
+            **settings,
         )
         self.ignore_llm_ = False
         self.ignore_chain_ = False
@@ -133,9 +121,9 @@ class SeedCompatibleHandler(TrackerCallbackHandler):
     def _in_process(self, what: str) -> Any:
         """The real sink, when it runs in this process; else a clear error."""
         sink = getattr(self._sink, "inner", self._sink)
-        if isinstance(sink, RemoteSink):
+        if isinstance(sink, SinkMirror):
             raise RuntimeError(
-                f"{type(self).__name__}.{what} lives in the tracker's sink process; "
+                f"{type(self).__name__}.{what} lives in the tracker worker process; "
                 "pass sink_process=False to the handler to use it from this process"
             )
         self._wait_open()

@@ -1,8 +1,9 @@
 """Backends for :class:`~tracker.TrackerCallbackHandler`: ClearML, Comet and JSON lines.
 
-Each function returns a configured :class:`workers.sinks.base.Sink`; nothing starts until a
-handler opens it on its background loop. The ClearML and Comet sinks take the seed handlers'
-parameters, and run their SDK in a child process unless told otherwise.
+Each function returns a :class:`~workers.sinks.spec.SinkSpec`: a description that the tracker
+worker builds in its own process (nothing of the SDK is imported here). The ClearML and Comet
+sinks take the seed handlers' parameters; ``sink_process=False`` runs the sink, and with it the
+handler's whole pipeline, in the application's process (for debugging).
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ from tracker.settings import (
     resolve_offline,
     resolve_offline_dir,
 )
-from workers.sinks.base import Sink
-from workers.sinks.jsonl import JsonLinesSink
-from workers.sinks.remote import RemoteSink
+from workers.sinks.spec import SinkSpec
 
 
 def clearml_task_is_current() -> bool:
@@ -43,8 +42,7 @@ def clearml(
     offline: bool | None = None,
     offline_dir: str | os.PathLike[str] | None = None,
     sink_process: bool | None = None,
-    metric_processes: int = 2,
-) -> Sink:
+) -> SinkSpec:
     """A ClearML Task sink, with :class:`~tracker.ClearMLCallbackHandler`'s parameters.
 
     ``sink_process=None`` runs the SDK in a child process unless a Task is current here.
@@ -61,20 +59,16 @@ def clearml(
         "offline_dir": resolve_offline_dir(offline_dir),
     }
     # A Task already current in this process is reused, as the seed does: that needs the
-    # sink here. Otherwise the SDK runs in a child process, off this process's GIL.
+    # sink here. Otherwise the SDK runs in the tracker worker, off this process's GIL.
     remote = not clearml_task_is_current() if sink_process is None else bool(sink_process)
-    if remote:
-        return RemoteSink(
-            "workers.sinks.clearml.ClearMLSink",
-            kwargs,
-            name="clearml",
-            needs_complexity=complexity_metrics,
-            needs_pages=visualize,
-            metric_processes=metric_processes,
-        )
-    from workers.sinks.clearml import ClearMLSink
-
-    return ClearMLSink(**kwargs)
+    return SinkSpec(
+        "workers.sinks.clearml.ClearMLSink",
+        kwargs,
+        name="clearml",
+        needs_complexity=complexity_metrics,
+        needs_pages=visualize,
+        in_process=not remote,
+    )
 
 
 def comet(
@@ -91,8 +85,7 @@ def comet(
     offline: bool | None = None,
     offline_dir: str | os.PathLike[str] | None = None,
     sink_process: bool = True,
-    metric_processes: int = 2,
-) -> Sink:
+) -> SinkSpec:
     """A Comet experiment sink, with :class:`~tracker.CometCallbackHandler`'s parameters."""
     kwargs: dict[str, Any] = {
         "task_type": task_type,
@@ -106,20 +99,26 @@ def comet(
         "offline": resolve_offline(offline, comet_configured()),
         "offline_dir": resolve_offline_dir(offline_dir),
     }
-    if sink_process:
-        return RemoteSink(
-            "workers.sinks.comet.CometSink",
-            kwargs,
-            name="comet",
-            needs_complexity=complexity_metrics,
-            metric_processes=metric_processes,
-            custom_metrics=custom_metrics,
-        )
-    from workers.sinks.comet import CometSink
-
-    return CometSink(custom_metrics=custom_metrics, **kwargs)
+    return SinkSpec(
+        "workers.sinks.comet.CometSink",
+        kwargs,
+        name="comet",
+        needs_complexity=complexity_metrics,
+        in_process=not sink_process,
+        custom_metrics=custom_metrics,
+    )
 
 
-def jsonl(directory: str | os.PathLike[str] | None = None, session: str = "langchain") -> Sink:
+def jsonl(
+    directory: str | os.PathLike[str] | None = None,
+    session: str = "langchain",
+    *,
+    sink_process: bool = True,
+) -> SinkSpec:
     """A JSON-lines file per session below ``directory`` (default ``./tracker-offline``)."""
-    return JsonLinesSink(resolve_offline_dir(directory), session=session)
+    return SinkSpec(
+        "workers.sinks.jsonl.JsonLinesSink",
+        {"directory": resolve_offline_dir(directory), "session": session},
+        name="jsonl",
+        in_process=not sink_process,
+    )

@@ -24,7 +24,8 @@ import anyio
 from workers.breaker import RetryPolicy
 from workers.event import Event, Kind
 from workers.flush import FlushRequest, FlushResult
-from workers.queue import DEFAULT_QUEUE_SIZE, EventQueue
+from workers.options import PipelineOptions
+from workers.queue import EventQueue
 from workers.records import Record, convert
 from workers.redact import RedactHook, Redactor
 from workers.resilient import ResilientSink, SpoolPendingError
@@ -36,8 +37,6 @@ from workers.streams import TokenStreams
 
 logger = logging.getLogger("tracker.pipeline")
 
-DEFAULT_BATCH_SIZE = 512
-DEFAULT_FLUSH_INTERVAL = 0.5
 OPEN_TIMEOUT = 60.0
 DROP_WARNING_INTERVAL = 10.0  # seconds between "queue full" warnings, whatever the drop rate
 HEALTH_INTERVAL = 10.0  # seconds between samples of the tracker's own health (and at flushes)
@@ -49,41 +48,34 @@ class Pipeline:
     def __init__(
         self,
         sinks: list[Sink],
+        options: PipelineOptions,
         *,
-        queue_size: int = DEFAULT_QUEUE_SIZE,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
-        metric_processes: int = 2,
-        spool: str | os.PathLike[str] | None = None,
-        retry: RetryPolicy | None = None,
-        overflow: str = "drop_newest",
-        block_timeout: float = 1.0,
         redact: RedactHook | None = None,
-        sample_rate: float = 1.0,
-        stream_tokens: str = "each",
+        retry: RetryPolicy | None = None,
+        local_metrics: bool = False,
         runtime: Runtime | None = None,
     ) -> None:
         """Create the queue and start consuming it on the runtime loop.
 
         Each sink is wrapped in a :class:`~workers.resilient.ResilientSink` (retries, breaker)
-        spooling below ``spool`` (one directory per sink) when it is given. ``overflow`` and
-        ``block_timeout``: see :class:`~workers.queue.EventQueue`. ``redact``: the user hook run
-        on each converted record after the default secret scrubber (:mod:`workers.redact`).
-        ``sample_rate``: the share of root runs (whole traces) logged (:mod:`workers.sampling`).
-        ``stream_tokens``: "each" logs every streamed token as a record (the seeds' way);
-        "aggregate" logs a run's tokens once, on its end record (:mod:`workers.streams`).
+        spooling below ``options.spool`` (one directory per sink) when it is set. ``redact``:
+        the user hook run on each converted record after the default secret scrubber
+        (:mod:`workers.redact`). ``local_metrics``: compute text metrics in threads of this
+        process, never in processes of its own (the application's process must not start
+        any: they would re-import its ``__main__``).
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
-        if not flush_interval > 0:
-            raise ValueError(f"flush_interval must be > 0 seconds, got {flush_interval!r}")
-        if stream_tokens not in ("each", "aggregate"):
-            raise ValueError(f"stream_tokens must be 'each' or 'aggregate', got {stream_tokens!r}")
-        if overflow == "spill" and spool is None:
-            raise ValueError(
-                "overflow='spill' needs a spool to spill to: pass spool=True (the default) or "
-                "a directory, or choose another overflow policy"
-            )
+        self.options = options
+        spool = options.spool
+        overflow = options.overflow
+        queue_size = options.queue_size
+        batch_size = options.batch_size
+        flush_interval = options.flush_interval
+        block_timeout = options.block_timeout
+        sample_rate = options.sample_rate
+        stream_tokens = options.stream_tokens
+        metric_processes = options.metric_processes
+        self._local_metrics = local_metrics
+        self.abandoned = False
         self._spill_root = spool if overflow == "spill" else None
         self._spill_spool: Spool | None = None
         self._unspilled = 0  # spilled events delivered (or dropped) so far, in spill order
@@ -224,6 +216,17 @@ class Pipeline:
                 result.pending,
                 timeout,
             )
+
+    def abandon(self) -> None:
+        """The exit deadline passed: no more backend calls; what is left goes to the spools.
+
+        Thread-safe. The consumer goes on through the queue, each sink spooling instead of
+        writing, then finishes the sessions at the finish barrier the application sent.
+        """
+        self.abandoned = True
+        for sink in self.sinks:
+            sink.force_spool = True
+        self.wake()
 
     def stats(self) -> dict[str, Any]:
         """Counters of the pipeline (exact; ``pending`` counts events not yet delivered)."""
@@ -394,9 +397,10 @@ class Pipeline:
                 if records:
                     await self._deliver(records)
                     records = []
-                await self._control(event)
-                if self.closed:  # finished: what came after the barrier is refused, as later puts
-                    self._refuse(batch[index + 1 :])
+                # finished: what came after the barrier is refused (counted before the
+                # barrier's result goes out), as later puts are
+                await self._control(event, batch[index + 1 :])
+                if self.closed:
                     return
             elif not self._sampler.keep(event):  # not in a sampled trace: processed, left out
                 self.queue.delivered += 1
@@ -454,7 +458,7 @@ class Pipeline:
                 group.start_soon(guarded, sink)
         return errors
 
-    async def _control(self, event: Event) -> None:
+    async def _control(self, event: Event, rest: list[Event]) -> None:
         if self._spill_spool is not None:  # events spilled before the barrier come first
             await self._unspill(through=event.extra.get("spilled", 0))
         if event.kind is Kind.RESET:
@@ -483,6 +487,7 @@ class Pipeline:
         self._since_flush = (queue.delivered, queue.dropped)
         if request.finish and not request.reset:  # Comet's reset opens a new experiment
             self.closed = True
+            self._refuse(rest)
             late = self.queue.close()
             if late:
                 logger.warning(
@@ -528,7 +533,9 @@ class Pipeline:
         if self._analyzer is None:
             from workers.metrics import Analyzer
 
-            self._analyzer = Analyzer(processes=self._metric_processes)
+            self._analyzer = Analyzer(
+                processes=self._metric_processes, local_only=self._local_metrics
+            )
         return self._analyzer
 
     async def render_sentences(self, texts: list[str], styles: list[str]) -> list[dict[str, Any]]:

@@ -16,9 +16,8 @@ from typing import Any
 from uuid import UUID
 
 from workers.event import Event, Kind
+from workers.options import DEFAULT_QUEUE_SIZE, OVERFLOW_POLICIES
 
-DEFAULT_QUEUE_SIZE = 100_000
-OVERFLOW_POLICIES = ("drop_newest", "drop_oldest", "block", "spill")
 _new = tuple.__new__
 
 
@@ -160,6 +159,36 @@ class EventQueue:
                 sleep(0.0005)
             return True
         return False
+
+    def ingest(self, event: Event) -> bool:
+        """Worker side: queue an event recorded in the application (its seq and time kept).
+
+        The application already applied its overflow policy; here a full queue waits for room
+        (the pipe behind it holds the application's background thread back, not its callers),
+        except with ``spill``, which spills as :meth:`put` does. False: refused (closed).
+        """
+        items = self._items
+        next(self._seq)
+        if len(items) >= self.maxsize:
+            if self.closed:
+                next(self._dropped)
+                return False
+            if self.overflow == "spill":
+                self.maxsize = 0
+                self.spill.append(event)
+                next(self._spilled)
+                return True
+            if self._wake is not None:
+                self._wake()
+            while len(items) >= self.maxsize:
+                if self.closed:
+                    next(self._dropped)
+                    return False
+                sleep(0.001)
+        items.append(event)
+        if len(items) == self._wake_at and self._wake is not None:
+            self._wake()
+        return True
 
     def reset_after_fork(self) -> None:
         """Start over empty in a forked child: the parent's queued events stay the parent's."""

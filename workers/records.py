@@ -27,8 +27,12 @@ from workers.sanitize import (
 
 logger = logging.getLogger("tracker.records")
 
-# Kind(value) goes through Enum's lookup machinery (~1 µs); the sink host decodes every record.
-_KIND_BY_VALUE: dict[Any, Kind] = {kind.value: kind for kind in Kind}
+# Kind(value) goes through Enum's lookup machinery (~1 µs); the worker decodes every record.
+KIND_BY_VALUE: dict[Any, Kind] = {kind.value: kind for kind in Kind}
+
+#: ``Event.extra`` of an event whose record was converted before it reached the pipeline (in
+#: the application's process, see workers.snapshot): ``data`` holds that record.
+PRECONVERTED: dict[str, Any] = {}
 
 
 @dataclass(slots=True)
@@ -107,7 +111,7 @@ class Record:
         """The record :meth:`to_wire` described (without its original payloads)."""
         kind, seq, time, run, parent, fields, name, tags, metadata, degraded, *analysis = wire
         event = Event(
-            _KIND_BY_VALUE[kind],
+            KIND_BY_VALUE[kind],
             seq,
             time,
             UUID(int=run) if run is not None else None,
@@ -337,6 +341,20 @@ def _fields(event: Event, budget: Budget) -> dict[str, Any]:
     return {"data": json(data)}
 
 
+def preconverted(record: Record) -> Event:
+    """An event carrying its already converted ``record`` (:func:`convert` returns it)."""
+    event = record.event
+    return Event(
+        event.kind,
+        event.seq,
+        event.time,
+        event.run_id,
+        event.parent_run_id,
+        (record,),
+        PRECONVERTED,
+    )
+
+
 def convert(event: Event) -> Record:
     """Convert one event; a payload that cannot be read gives a degraded record, never an error.
 
@@ -344,6 +362,9 @@ def convert(event: Event) -> Record:
     name, the tags or the metadata), and one :class:`~workers.sanitize.Budget` bounds the size
     of the whole record.
     """
+    if event.extra is PRECONVERTED:
+        record: Record = event.data[0]
+        return record
     budget = Budget()
     try:
         fields = _fields(event, budget)

@@ -68,6 +68,8 @@ class ResilientSink(Sink):
         self._lost_unreported = 0
         self.last_error: str | None = None
         self._warned_trip = -1
+        #: Set when the exit deadline passed: no more backend writes, everything is spooled.
+        self.force_spool = False
 
     def fresh(self) -> ResilientSink:
         """A twin around a fresh inner sink, with its own spool (a forked child's)."""
@@ -89,7 +91,7 @@ class ResilientSink(Sink):
         return self.spool.pending_events if self.spool is not None else 0
 
     def _backlogged(self) -> bool:
-        return not self.opened or self.breaker.is_open or self.in_spool > 0
+        return self.force_spool or not self.opened or self.breaker.is_open or self.in_spool > 0
 
     # -- the Sink protocol -------------------------------------------------------------------
 
@@ -115,6 +117,9 @@ class ResilientSink(Sink):
             if self.spool is not None:
                 await self._spool(records)
                 await self.maintain()
+                return
+            if self.force_spool:
+                self._lose(records)
                 return
             if not self.breaker.allows_call():  # no spool: a dead backend is not hammered
                 self._lose(records)
@@ -184,7 +189,7 @@ class ResilientSink(Sink):
 
     async def maintain(self, probe: bool = False) -> None:
         """If the breaker allows it (or ``probe``), reopen the backend and replay the spool."""
-        if not (probe or self.breaker.allows_call()):
+        if self.force_spool or not (probe or self.breaker.allows_call()):
             return
         if not self.opened:
             try:

@@ -28,11 +28,11 @@ from typing import Any, Protocol, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from workers.options import EXIT_DRAIN_SECONDS
+
 logger = logging.getLogger("tracker.runtime")
 
 T = TypeVar("T")
-
-EXIT_DRAIN_SECONDS = 10.0
 
 
 class Drainable(Protocol):

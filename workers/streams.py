@@ -11,7 +11,7 @@ from collections import OrderedDict
 from uuid import UUID
 
 from workers.event import Event, Kind
-from workers.records import Record
+from workers.records import PRECONVERTED, Record
 from workers.sanitize import MAX_TEXT, clip, safe_str
 
 #: Runs streaming at once whose tokens are held; past it the oldest is attached to nothing
@@ -31,7 +31,7 @@ class TokenStreams:
 
     def absorb(self, event: Event) -> bool:
         """Keep a token event's text for its run; False for any other event."""
-        if event.kind is not Kind.LLM_NEW_TOKEN:
+        if event.kind is not Kind.LLM_NEW_TOKEN or event.extra is PRECONVERTED:
             return False
         run = event.run_id
         tokens = self._open.get(run)

@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,10 @@ def _langchain_version() -> str:
         return version("langchain-core")
     except PackageNotFoundError:  # pragma: no cover - langchain-core is a dependency
         return "unknown"
+
+
+#: The experiments this module created (see CometSink._open).
+_OURS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 class CometSink(Sink):
@@ -111,7 +116,13 @@ class CometSink(Sink):
         # imported: a network call at run time, which offline use must never make.
         os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")
         import comet_ml
+        from comet_ml.config import get_global_experiment, set_global_experiment
 
+        # comet_ml ends the process's previous experiment when a new one starts. One tracker
+        # worker serves every handler of an application, so several of our experiments share
+        # its process: ours must not end each other (a user's is still ended, as the seed does).
+        if get_global_experiment() in _OURS:
+            set_global_experiment(None)
         if self.offline:
             self.offline_dir.mkdir(parents=True, exist_ok=True)
             experiment = comet_ml.OfflineExperiment(
@@ -130,6 +141,7 @@ class CometSink(Sink):
         if self.experiment_name:
             experiment.set_name(self.experiment_name)
         self.experiment = experiment
+        _OURS.add(experiment)
 
     async def write(self, records: list[Record]) -> None:
         """Texts and metric summaries now; rows kept for the session tables."""

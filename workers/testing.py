@@ -1,4 +1,9 @@
-"""A fault-injecting wrapper around a real sink: slow, hung or failing calls, the SDK untouched."""
+"""Test doubles for the tracker's own tests and for users' tests: faults around a real sink.
+
+:class:`FaultySink` wraps a real sink (the SDK untouched) and injects slow, hung or failing
+calls. In the application's process use it with :func:`tracker.testing.wrap_sinks`; in the
+tracker worker, describe it with :func:`faulty`, which the worker builds like any sink.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from workers.counters import Counters
 from workers.flush import FlushRequest
 from workers.records import Record
 from workers.sinks.base import Sink
+from workers.sinks.spec import SinkSpec
 
 
 class FaultySink(Sink):
@@ -25,13 +31,15 @@ class FaultySink(Sink):
 
     def __init__(
         self,
-        inner: Sink,
+        inner: Sink | SinkSpec,
         *,
         delay: float = 0.0,
         fail_every: int = 0,
         down: bool = False,
         hang: bool = False,
     ) -> None:
+        if isinstance(inner, SinkSpec):  # built in the worker from faulty()
+            inner = inner.build()
         self.inner = inner
         self.name = inner.name
         self.needs_complexity = inner.needs_complexity
@@ -98,3 +106,16 @@ class FaultySink(Sink):
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+def faulty(spec: SinkSpec, **faults: Any) -> SinkSpec:
+    """``spec`` wrapped in a :class:`FaultySink` with ``faults``, built in the tracker worker."""
+    return SinkSpec(
+        "workers.testing.FaultySink",
+        {"inner": spec, **faults},
+        spec.name,
+        spec.needs_complexity,
+        spec.needs_pages,
+        spec.in_process,
+        spec.custom_metrics,
+    )

@@ -1,0 +1,164 @@
+"""The tracker worker's life: killed mid-run, and an exit with more backlog than its deadline.
+
+- A SIGKILL of the worker in the middle of 200 chains: the chains see nothing, a new worker
+  rebuilds the open session from the frames the application kept, and every callback is in
+  both archives exactly once (the dead worker's unfinished session never became an archive).
+- An application that exits with a backlog its drain deadline cannot deliver: the worker
+  spools the rest and finishes the session; the next process with the same ``offline_dir``
+  delivers the spool, so the two archives together hold every event once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models import FakeListLLM
+from langchain_core.prompts import PromptTemplate
+
+from tracker import TrackerCallbackHandler, sinks
+from tracker.archive import read_clearml_archive, read_comet_archive
+from workers.link import current_link
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class CallbackCounter(BaseCallbackHandler):
+    """Counts every callback by name: what the archives must hold, once each."""
+
+    run_inline = True
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+
+    def on_chain_start(self, *args: Any, **kwargs: Any) -> None:
+        self.counts["on_chain_start"] += 1
+
+    def on_chain_end(self, *args: Any, **kwargs: Any) -> None:
+        self.counts["on_chain_end"] += 1
+
+    def on_llm_start(self, *args: Any, **kwargs: Any) -> None:
+        self.counts["on_llm_start"] += 1
+
+    def on_llm_end(self, *args: Any, **kwargs: Any) -> None:
+        self.counts["on_llm_end"] += 1
+
+
+def clearml_actions(path: Path) -> Counter[str]:
+    """Action Records rows by action, over every flush of a ClearML archive."""
+    counts: Counter[str] = Counter()
+    for (title, _series), table in read_clearml_archive(path).tables().items():
+        if title == "Action Records":
+            counts.update(str(action) for action in table["action"])
+    return counts
+
+
+def comet_actions(path: Path) -> Counter[str]:
+    """Action records by action, over every flush of a Comet archive."""
+    counts: Counter[str] = Counter()
+    for name, (data, _meta) in read_comet_archive(path).assets().items():
+        if "action_records" in name:
+            counts.update(str(row.get("action")) for row in json.loads(data))
+    return counts
+
+
+async def test_killed_worker_loses_nothing_and_duplicates_nothing(offline_dir: Path) -> None:
+    handler = TrackerCallbackHandler(
+        [
+            sinks.clearml(task_name="killed", offline_dir=offline_dir),
+            sinks.comet(offline_dir=offline_dir),
+        ],
+        offline_dir=offline_dir,
+        batch_size=16,
+    )
+    counter = CallbackCounter()
+    chain = PromptTemplate.from_template("q {i}") | FakeListLLM(responses=["an answer"])
+    config: Any = {"callbacks": [handler, counter]}
+    link = current_link()
+    assert link is not None
+    first_pid = link.worker_pid
+    assert first_pid is not None
+
+    async def run(start: int, stop: int) -> None:
+        for base in range(start, stop, 20):
+            await asyncio.gather(
+                *(chain.ainvoke({"i": i}, config) for i in range(base, min(base + 20, stop)))
+            )
+
+    await run(0, 100)
+    # Let the worker take some of it into its sessions before it dies.
+    deadline = time.monotonic() + 30
+    while handler.stats()["processed"] < 200 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    os.kill(first_pid, signal.SIGKILL)
+    await run(100, 200)  # raises if a chain saw anything of the death
+    result = await handler.aflush_tracker(finish=True, timeout=120)
+
+    assert link.worker_pid != first_pid, "no new worker was started"
+    assert handler.stats()["worker_restarts"] == 1
+    assert any("restarted" in error for error in result.errors), result
+    assert not result.timed_out and result.pending == 0, result
+    expected = counter.counts
+    assert expected["on_llm_end"] == 200
+    archives = handler.archive_paths
+    assert clearml_actions(archives["clearml"]) == expected
+    assert comet_actions(archives["comet"]) == expected
+    # The dead worker's sessions were never finished: no other archive holds anything (comet_ml
+    # creates its zip empty when the experiment starts and fills it at the end).
+    others = set(offline_dir.glob("*.zip")) - set(archives.values())
+    assert all(zipfile.ZipFile(path).namelist() == [] for path in others), others
+
+
+EXITING = textwrap.dedent(
+    """
+    import sys
+    from tracker import TrackerCallbackHandler, sinks, testing
+
+    slow = testing.faulty(sinks.comet(offline_dir=sys.argv[1], name="first"), delay=0.5)
+    handler = TrackerCallbackHandler([slow], offline_dir=sys.argv[1], batch_size=10)
+    for i in range(300):
+        handler.on_text(f"e{i:04d}")
+    # no flush: the exit drain has 2 s for 30 batches of 0.5 s each
+    """
+)
+
+
+def test_exit_backlog_is_spooled_and_delivered_by_the_next_process(offline_dir: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRACKER_EXIT_DRAIN_SECONDS": "2"}
+    started = time.monotonic()
+    first = subprocess.run(
+        [sys.executable, "-c", EXITING, str(offline_dir)],
+        cwd=offline_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    took = time.monotonic() - started
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "exit drain timed out" in first.stderr, first.stderr[-3000:]
+    assert took < 2 + 5 + 15, f"the exit took {took:.1f}s"  # deadline + grace + start-up
+    first_archives = list(offline_dir.glob("*.zip"))
+    assert len(first_archives) == 1, first.stderr[-3000:]
+    delivered = [t for t, _ in read_comet_archive(first_archives[0]).texts() if t[:1] == "e"]
+    assert 0 < len(delivered) < 300
+
+    handler = TrackerCallbackHandler(
+        [sinks.comet(offline_dir=offline_dir)], offline_dir=offline_dir
+    )
+    result = handler.flush_tracker(finish=True, timeout=120)
+    assert result.ok, result
+    second = handler.archive_paths["comet"]
+    replayed = [t for t, _ in read_comet_archive(second).texts() if t[:1] == "e"]
+    assert sorted(delivered + replayed) == [f"e{i:04d}" for i in range(300)]

@@ -1,0 +1,460 @@
+"""A handler's pipeline as the application's process sees it: a queue, and a window on the worker.
+
+The handler appends to :attr:`ForwardingPipeline.queue` (the hot path, ``tracker/handler.py``).
+The link's background thread calls :meth:`ForwardingPipeline.pump`, which takes batches in
+order, encodes them (:mod:`workers.snapshot`) and writes them to the tracker worker, where the
+real :class:`~workers.pipeline.Pipeline` runs. Flush barriers travel in the same order; the
+worker answers each with its :class:`~workers.flush.FlushResult`, and sends its counters as they
+change, mirrored here for ``stats()`` and the seed counters.
+
+Resending: every frame of the session that is still open is kept (up to
+:data:`RESEND_LIMIT_BYTES`), so that a new worker can rebuild what a dead one was writing. The
+frames go once the session is safe: at its finish (offline archives are written then), or at
+each flush when every sink has stored what it got by then (a server, a JSON-lines file).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from workers import snapshot, wire
+from workers.counters import Counters
+from workers.event import Event, Kind
+from workers.flush import FlushRequest, FlushResult
+from workers.link import WorkerLink, get_link
+from workers.options import PipelineOptions
+from workers.plan import PipelinePlan
+from workers.queue import EventQueue
+from workers.records import Record, convert
+from workers.redact import RedactHook, Redactor
+from workers.rows.comet import CometRows
+from workers.sinks.asset import snapshot_asset
+from workers.sinks.spec import SinkSpec
+from workers.wire import Op
+
+logger = logging.getLogger("tracker.forwarding")
+
+#: Bytes of encoded frames kept per handler for a worker restart (the open session's).
+RESEND_LIMIT_BYTES = 64 * 1024 * 1024
+
+_STATS_DEFAULTS: dict[str, Any] = {
+    "processed": 0,
+    "dropped": 0,
+    "queue_depth": 0,
+    "spilled": 0,
+    "degraded": 0,
+    "sink_errors": 0,
+    "metrics_skipped": 0,
+    "redacted_dropped": 0,
+    "sampled_out": 0,
+    "tokens_aggregated": 0,
+    "redact_errors": 0,
+    "spooled": 0,
+    "replayed": 0,
+    "in_spool": 0,
+    "lost": 0,
+    "backend_down": [],
+    "closed": False,
+}
+
+
+class SinkMirror:
+    """What the application's process knows of a sink that runs in the worker."""
+
+    def __init__(self, spec: SinkSpec) -> None:
+        """Mirror the sink ``spec`` describes (counters and archive as of the last reply)."""
+        self.spec = spec
+        self.name = spec.name
+        self.needs_complexity = spec.needs_complexity
+        self.needs_pages = spec.needs_pages
+        self.counters = Counters()
+        self.archive_path: Any = None
+        self.inner = self  # the seed classes read ``sinks[0].inner``
+
+    def update(self, counters: dict[str, int], archive: str | None) -> None:
+        """Apply the worker's latest report."""
+        self.counters.values.update(counters)
+        if archive is not None:
+            from pathlib import Path
+
+            self.archive_path = Path(archive)
+
+
+class ForwardingPipeline:
+    """The application's half of a handler whose work runs in the tracker worker."""
+
+    def __init__(
+        self,
+        specs: list[SinkSpec],
+        options: PipelineOptions,
+        *,
+        redact: RedactHook | None = None,
+        link: WorkerLink | None = None,
+    ) -> None:
+        """Create the queue and open the pipeline in the worker (started if needed).
+
+        ``redact``: the user's hook is the user's code, so it runs here, in the background
+        thread (after the default scrubber), on events converted here: a cost in this process
+        that only a hook brings. Comet's ``custom_metrics`` likewise runs here, on LLM ends.
+        """
+        self.options = options
+        self.plan = PipelinePlan(tuple(spec.portable() for spec in specs), options)
+        self.sinks = [SinkMirror(spec) for spec in specs]
+        self.queue = EventQueue(
+            options.queue_size,
+            wake_at=options.batch_size,
+            wake=self.wake,
+            overflow=options.overflow,
+            block_timeout=options.block_timeout,
+        )
+        self._redactor = Redactor(redact) if redact is not None else None
+        custom = next((s.custom_metrics for s in specs if s.custom_metrics is not None), None)
+        self._custom = CometRows(custom) if custom is not None else None
+        # A flush of a sink that stores as it goes (server, file) makes the session safe.
+        self._safe_at_flush = all(_stores_at_flush(spec) for spec in specs)
+        self.key = 0
+        self._pump_lock = threading.Lock()
+        self.closed = False
+        self.finish_request: FlushRequest | None = None
+        self._reset_state()
+        self._link = link or get_link()
+        self._link.attach(self)
+
+    def _reset_state(self) -> None:
+        self._state: dict[str, Any] = {}
+        self.open_errors: dict[str, str] = {}
+        self.opened = threading.Event()
+        self._requests: dict[int, FlushRequest] = {}
+        self._retained: deque[tuple[int, bytes, int]] = deque()  # (seq, frame, events)
+        self._retained_bytes = 0
+        self._retained_events = 0
+        self.unprotected = 0  # events whose frames left the resend buffer before it was safe
+        self._seq = itertools.count(1)
+        self._spill_sent = 0
+        self._finish_sent = False
+        self._withheld = 0  # records the user's redact hook dropped here
+        self._redact_counts = (0, 0)
+        self._base = {"processed": 0, "dropped": 0}  # counters of workers that died
+        self.worker_restarts = 0
+        self._restart_notes: list[str] = []  # for the next flush result
+        self._since_flush = (0, 0)
+
+    def restart_in_forked_child(self) -> None:
+        """After ``fork()``: an empty queue and a worker of the child's own."""
+        if self.closed:
+            return
+        self.queue.reset_after_fork()
+        self.sinks = [SinkMirror(mirror.spec) for mirror in self.sinks]
+        self.finish_request = None
+        self._reset_state()
+        self._link = get_link()
+        self._link.attach(self)
+
+    # -- caller side -----------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Ask the background thread to take a batch now (from the hot path: one Event.set)."""
+        self._link.wake()
+
+    def submit(self, request: FlushRequest) -> None:
+        """Put a flush barrier in the queue."""
+        if self.closed or self._finish_sent:
+            self._after_finish(request)
+            return
+        self.queue.put_control(Kind.FLUSH, (request,))
+        self.wake()
+
+    def submit_finish(self) -> FlushRequest:
+        """The exit drain's finish barrier."""
+        request = FlushRequest(finish=True)
+        self.submit(request)
+        return request
+
+    def reset_counters(self) -> None:
+        """Queue a ``reset_callback_meta``: it applies after the events already queued."""
+        self.queue.put_control(Kind.RESET, ())
+        self.wake()
+
+    def flush(self, request: FlushRequest, timeout: float | None) -> FlushResult:
+        """Block until ``request`` came out of every sink, or ``timeout`` seconds passed."""
+        started = time.monotonic()
+        self.submit(request)
+        try:
+            result = request.done.result(timeout)
+        except concurrent.futures.TimeoutError:
+            result = self._timed_out()
+        result.seconds = time.monotonic() - started
+        return result
+
+    async def aflush(self, request: FlushRequest, timeout: float | None) -> FlushResult:
+        """Await ``request`` without blocking the caller's loop; same result as :meth:`flush`."""
+        started = time.monotonic()
+        self.submit(request)
+        waiter = asyncio.wrap_future(request.done)
+        try:
+            # shield: cancelling or timing out the caller must not cancel the flush itself.
+            result = await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except asyncio.TimeoutError:
+            result = self._timed_out()
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _timed_out(self) -> FlushResult:
+        stats = self.stats()
+        delivered, dropped = self._since_flush
+        return FlushResult(
+            written=stats["processed"] - delivered,
+            dropped=stats["dropped"] - dropped,
+            pending=stats["pending"],
+            timed_out=True,
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: this process's queue, and the worker's pipeline as of its last report."""
+        worker = {**_STATS_DEFAULTS, **self._state.get("stats", {})}
+        queue = self.queue
+        enqueued = queue.enqueued
+        processed = self._base["processed"] + worker["processed"] + self._withheld
+        dropped = queue.dropped + self._base["dropped"] + worker["dropped"]
+        redacted, redact_errors = self._redact_counts
+        return {
+            **worker,
+            "enqueued": enqueued,
+            "processed": processed,
+            "dropped": dropped,
+            "pending": max(0, enqueued - processed - dropped),
+            "queue_depth": queue.depth + worker["queue_depth"],
+            "queue_size": queue.limit,
+            "spilled": queue.spilled + worker["spilled"],
+            "redacted_dropped": worker["redacted_dropped"] + redacted,
+            "redact_errors": worker["redact_errors"] + redact_errors,
+            "worker_restarts": self.worker_restarts,
+            "unprotected": self.unprotected,
+            "closed": self.closed,
+        }
+
+    # -- background thread (the link's) ----------------------------------------------------
+
+    def pump(self) -> bool:
+        """Forward one batch (and the barriers in it) to the worker; False when idle."""
+        with self._pump_lock:  # the exit path may pump too: frames stay in queue order
+            return self._pump()
+
+    def _pump(self) -> bool:
+        batch = self.queue.take(self.options.batch_size)
+        if not batch:
+            spilled = self.queue.take_spill(self.options.batch_size)
+            if not spilled:
+                if self.queue.spilling:
+                    self.queue.resume()
+                return False
+            self._spill_sent += len(spilled)
+            self._send_events(spilled)
+            return True
+        events: list[Event] = []
+        for index, event in enumerate(batch):
+            if not event.kind.is_control:
+                events.append(event)
+                continue
+            if events:
+                self._send_events(events)
+                events = []
+            self._send_spill_through(event.extra.get("spilled", 0))
+            self._send_control(event)
+            if self._finish_sent:  # what came after the finish is refused here, and counted
+                self._refuse_after_finish(batch[index + 1 :])
+                return True
+        if events:
+            self._send_events(events)
+        return True
+
+    def pump_all(self) -> None:
+        """Forward everything queued now (the exit path, after the drain deadline)."""
+        while self.pump():
+            pass
+
+    def _send_spill_through(self, count: int) -> None:
+        """Events spilled before a barrier go before it."""
+        while self._spill_sent < count:
+            spilled = self.queue.take_spill(min(self.options.batch_size, count - self._spill_sent))
+            if not spilled:
+                return
+            self._spill_sent += len(spilled)
+            self._send_events(spilled)
+
+    def _send_events(self, events: list[Event]) -> None:
+        if self._redactor is not None:
+            data = self._redacted(events)
+        else:
+            data = snapshot.encode(events, self._enrich if self._custom is not None else None)
+        self._send(Op.EVENTS, (len(events), data), len(events))
+
+    def _redacted(self, events: list[Event]) -> bytes:
+        """The user's redact hook runs here, on records converted here."""
+        redactor = self._redactor
+        assert redactor is not None
+        records = [convert(event) for event in events]
+        if self._custom is not None:
+            for record in records:
+                if record.kind is Kind.LLM_END:
+                    self._enrich(record)
+        kept = redactor.apply(records)
+        self._withheld += len(records) - len(kept)
+        self._redact_counts = (redactor.dropped, redactor.errors)
+        return snapshot.encode_records(kept)
+
+    def _enrich(self, record: Record) -> None:
+        """Comet's custom metrics, from the original generations (they stay here)."""
+        if not record.degraded and self._custom is not None:
+            record.custom = self._custom.custom_for(record)
+
+    def _send_control(self, event: Event) -> None:
+        if event.kind is Kind.RESET:
+            self._send(Op.RESET, None, 0)
+            return
+        request: FlushRequest = event.data[0]
+        options = {k: v for k, v in request.options.items() if k != "custom_metrics"}
+        if request.reset and request.options.get("custom_metrics"):
+            self._custom = CometRows(request.options["custom_metrics"])
+        asset = request.langchain_asset
+        shipped = FlushRequest(
+            name=request.name,
+            langchain_asset=snapshot_asset(asset) if asset is not None else None,
+            finish=request.finish,
+            reset=request.reset,
+            options=options,
+        )
+        self._send(Op.FLUSH, None, 0, request=(request, shipped))
+        if request.finish and not request.reset:
+            self.finish_request = request  # the one that finishes: later flushes wait for it
+            self._finish_sent = True
+
+    def _after_finish(self, request: FlushRequest) -> None:
+        """A flush queued behind the finish is answered once the finish is done."""
+        finish = self.finish_request
+
+        def answer(_: object) -> None:
+            if not request.done.done():
+                request.done.set_result(FlushResult(errors=["the tracker was already finished"]))
+
+        if finish is None:
+            answer(None)
+        else:
+            finish.done.add_done_callback(answer)
+
+    def _refuse_after_finish(self, rest: list[Event]) -> None:
+        """The session is finished: later events are dropped (counted), later flushes answered."""
+        for event in rest:
+            if event.kind is Kind.FLUSH:
+                self._after_finish(event.data[0])
+        late = self.queue.discard(rest) + self.queue.close()
+        if late:
+            logger.warning(
+                "tracker: %d events arrived after flush_tracker(finish=True) and were dropped",
+                late,
+            )
+
+    def _send(
+        self, op: Op, payload: Any, events: int, request: tuple[FlushRequest, Any] | None = None
+    ) -> int:
+        seq = next(self._seq)
+        if request is not None:
+            self._requests[seq] = request[0]
+            payload = (seq, request[1])
+        data = wire.frame(op, self.key, seq, payload)
+        self._retain(seq, data, events)
+        self._link.write(data)  # a dead worker: the restart resends the retained frames
+        return seq
+
+    def _retain(self, seq: int, data: bytes, events: int) -> None:
+        self._retained.append((seq, data, events))
+        self._retained_bytes += len(data)
+        self._retained_events += events
+        while self._retained_bytes > RESEND_LIMIT_BYTES and len(self._retained) > 1:
+            _, old, count = self._retained.popleft()
+            self._retained_bytes -= len(old)
+            self._retained_events -= count
+            self.unprotected += count
+
+    def _release_through(self, seq: int) -> None:
+        while self._retained and self._retained[0][0] <= seq:
+            _, old, count = self._retained.popleft()
+            self._retained_bytes -= len(old)
+            self._retained_events -= count
+
+    @property
+    def retained_frames(self) -> int:
+        """Frames kept for a restart."""
+        return len(self._retained)
+
+    def retained(self) -> list[bytes]:
+        """The frames a new worker needs, oldest first."""
+        return [data for _, data, _ in self._retained]
+
+    def note_restart(self, code: int | None) -> None:
+        """The worker died: its counters start over with the resent frames."""
+        worker = self._state.get("stats", {})
+        resent = self._retained_events
+        self._base["processed"] += max(0, worker.get("processed", 0) - resent)
+        self._base["dropped"] += worker.get("dropped", 0)
+        self._state = {}
+        self.opened.clear()
+        self.worker_restarts += 1
+        self._restart_notes.append(
+            f"the tracker worker exited (code {code}) and was restarted; the open session was "
+            f"rebuilt from {len(self._retained)} resent batches"
+            + (
+                f" ({self.unprotected} older events could not be resent)"
+                if self.unprotected
+                else ""
+            )
+        )
+
+    # -- replies (the link's reader thread) ------------------------------------------------
+
+    def on_state(self, state: dict[str, Any]) -> None:
+        """The worker's latest counters."""
+        self._state = state
+        self.open_errors = state.get("open_errors", {})
+        if state.get("opened"):
+            self.opened.set()
+        for mirror in self.sinks:
+            report = state.get("sinks", {}).get(mirror.name)
+            if report is not None:
+                mirror.update(*report)
+
+    def on_flushed(self, seq: int, result: FlushResult) -> None:
+        """A barrier came out of every sink in the worker."""
+        request = self._requests.pop(seq, None)
+        if request is None:  # a resent barrier, answered before the restart
+            return
+        stats = self.stats()
+        delivered, dropped = self._since_flush
+        result.written = stats["processed"] - delivered
+        result.dropped = stats["dropped"] - dropped
+        self._since_flush = (stats["processed"], stats["dropped"])
+        if self._restart_notes:
+            result.errors = [*self._restart_notes, *result.errors]
+            self._restart_notes = []
+        session_ends = request.finish or request.reset
+        if session_ends or (self._safe_at_flush and not result.errors):
+            self._release_through(seq)
+        if request.finish and not request.reset:
+            self.closed = True
+            self._link.detach(self)
+        if not request.done.done():
+            request.done.set_result(result)
+
+
+def _stores_at_flush(spec: SinkSpec) -> bool:
+    """Whether what the sink got is stored once it flushed (not only at its finish)."""
+    if spec.name == "jsonl":
+        return True
+    return spec.kwargs.get("offline") is False

@@ -1,0 +1,348 @@
+"""The application's end of the pipe to its tracker worker: one process, one thread, per process.
+
+Every handler of the application's process shares one :class:`WorkerLink`. It starts the worker
+program (``python -m workers.worker``, see there) when the first handler is built, so the
+backend sessions open while the application warms up, and it runs the one background thread the
+application's process has: it takes batches from the handlers' queues, encodes them
+(:mod:`workers.snapshot`) and writes them to the worker. A second thread reads the worker's
+replies (counters, flush results).
+
+Worker death: if the worker exits unexpectedly (SIGKILL, out of memory), the link starts a new
+one and sends each handler's plan again, then every frame since that handler's last finished
+session (see :class:`~workers.forwarding.ForwardingPipeline`), so the new worker rebuilds the
+sessions the dead one was writing. The next flush result says that it happened.
+
+Exit: a drain at interpreter exit sends every handler a finish and waits up to
+:data:`EXIT_DRAIN_SECONDS`; then it tells the worker to spool what is left instead of writing it
+(replayed by the next process with the same spool), waits :data:`EXIT_GRACE_SECONDS` more, and
+kills the worker if it is still there. So a process exits within the drain deadline plus the
+grace, whatever a backend does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import IO, TYPE_CHECKING, Any
+
+from workers import wire
+from workers.options import EXIT_DRAIN_SECONDS
+from workers.wire import Op
+
+if TYPE_CHECKING:
+    from workers.forwarding import ForwardingPipeline
+
+logger = logging.getLogger("tracker.link")
+
+EXIT_GRACE_SECONDS = 5.0
+#: Seconds between restarts of a worker that keeps dying (a crash loop must not spin).
+RESTART_PAUSE_SECONDS = 1.0
+#: How often the background thread looks at quiet queues (a full batch wakes it at once).
+POLL_SECONDS = 0.05
+# ClearML marks the process that ran Task.init; a child inheriting the mark takes itself for a
+# sub-process of that Task and gets a stub. The worker is a program of its own.
+_NOT_INHERITED = ("CLEARML_PROC_MASTER_ID", "TRAINS_PROC_MASTER_ID")
+
+
+class WorkerLink:
+    """Owns the worker process and the thread that feeds it, for every handler of a process."""
+
+    def __init__(self) -> None:
+        """Nothing starts until the first handler attaches."""
+        self._lock = threading.RLock()  # the pipeline table and the write end of the pipe
+        self._pipelines: dict[int, ForwardingPipeline] = {}
+        self._finished: dict[int, ForwardingPipeline] = {}  # still get the worker's last counts
+        self._keys = itertools.count(1)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._dead = False
+        self._stopping = False
+        self._last_restart = 0.0
+        self.restarts = 0
+        self.pid = os.getpid()
+
+    # -- handlers --------------------------------------------------------------------------
+
+    def attach(self, pipeline: ForwardingPipeline) -> int:
+        """Register ``pipeline`` and open it in the worker (started now if needed)."""
+        with self._lock:
+            key = next(self._keys)
+            self._pipelines[key] = pipeline
+            pipeline.key = key
+            if self._process is None:
+                self._start()
+            self._send_open(pipeline)
+        return key
+
+    def detach(self, pipeline: ForwardingPipeline) -> None:
+        """Forget a finished pipeline; the worker stops when the last one is gone."""
+        with self._lock:
+            self._pipelines.pop(pipeline.key, None)
+            self._finished[pipeline.key] = pipeline
+            idle = not self._pipelines
+            if idle:  # a handler built from now on gets a new link (get_link)
+                self._stopping = True
+        if idle:  # not on the reply reader's thread, which must keep reading meanwhile
+            threading.Thread(
+                target=self._stop_worker, args=(EXIT_GRACE_SECONDS,), name="tracker-stop"
+            ).start()
+
+    def wake(self) -> None:
+        """Have the background thread take batches now (cheap, thread-safe)."""
+        self._wake.set()
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The worker's process id, while it runs."""
+        process = self._process
+        return process.pid if process is not None else None
+
+    # -- the worker process ----------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Start the worker, its reply reader and (once) the forwarding thread; holds the lock."""
+        env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workers.worker"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,  # the SDKs' console output shows as the application's
+            env=env,
+            close_fds=True,
+        )
+        self._process = process
+        self._dead = False
+        threading.Thread(
+            target=self._read_replies,
+            args=(process,),
+            name="tracker-replies",
+            daemon=True,
+        ).start()
+        if self._thread is None or not self._thread.is_alive():
+            self._stopping = False
+            self._thread = threading.Thread(
+                target=self._forward, name="tracker-forwarder", daemon=True
+            )
+            self._thread.start()
+
+    def _send_open(self, pipeline: ForwardingPipeline) -> None:
+        self.write(wire.frame(Op.OPEN, pipeline.key, 0, pipeline.plan))
+
+    def write(self, data: bytes) -> bool:
+        """Write one frame to the worker; False when it is gone (a restart will resend)."""
+        with self._lock:
+            process = self._process
+            if process is None or process.stdin is None or self._dead:
+                return False
+            try:
+                process.stdin.write(data)
+                process.stdin.flush()
+            except (BrokenPipeError, OSError, ValueError):
+                self._dead = True
+                self._wake.set()
+                return False
+            return True
+
+    def _read_replies(self, process: subprocess.Popen[bytes]) -> None:
+        stream: IO[bytes] | None = process.stdout
+        assert stream is not None
+        while True:
+            try:
+                message = wire.read_frame(stream)
+            except Exception:
+                logger.exception("tracker: unreadable reply from the tracker worker")
+                message = None
+            if message is None:
+                break
+            op, key, seq, payload = message
+            pipeline = self._pipelines.get(key) or self._finished.get(key)
+            if pipeline is None:
+                continue
+            try:
+                if op is Op.STATE:
+                    pipeline.on_state(payload)
+                elif op is Op.FLUSHED:
+                    result, state = payload
+                    pipeline.on_state(state)
+                    pipeline.on_flushed(seq, result)
+            except Exception:
+                logger.exception("tracker: a reply of the tracker worker could not be applied")
+        process.wait()
+        with self._lock:
+            if process is self._process and not self._stopping:
+                self._dead = True
+                self._wake.set()
+
+    def _forward(self) -> None:
+        """The application's one background thread: queues → worker, restarts on death."""
+        while not self._stopping:
+            self._wake.wait(POLL_SECONDS)
+            self._wake.clear()
+            if self._dead and not self._stopping:
+                self._restart()
+                continue
+            busy = True
+            while busy and not self._dead:
+                busy = False
+                for pipeline in list(self._pipelines.values()):
+                    try:
+                        busy = pipeline.pump() or busy
+                    except Exception:  # a bug here must not stop the tracker for good
+                        logger.exception("tracker: forwarding a batch failed")
+
+    def _restart(self) -> None:
+        with self._lock:
+            if self._stopping or not self._pipelines:
+                return
+            old = self._process
+            code = old.poll() if old is not None else None
+            if old is not None and code is None:
+                old.kill()
+                code = old.wait()
+            pause = self._last_restart + RESTART_PAUSE_SECONDS - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        with self._lock:
+            if self._stopping:
+                return
+            self._last_restart = time.monotonic()
+            self.restarts += 1
+            frames = sum(p.retained_frames for p in self._pipelines.values())
+            logger.warning(
+                "tracker: the tracker worker exited (code %s); starting a new one and resending "
+                "%d batches of the open sessions",
+                code,
+                frames,
+            )
+            self._start()
+            for pipeline in list(self._pipelines.values()):
+                pipeline.note_restart(code)
+                self._send_open(pipeline)
+                for data in pipeline.retained():
+                    if not self.write(data):
+                        return
+
+    # -- exit ------------------------------------------------------------------------------
+
+    def drain(self, timeout: float | None = None) -> None:
+        """Finish every handler within ``timeout``; spool what is left; stop the worker."""
+        if os.getpid() != self.pid:
+            return
+        if timeout is None:
+            timeout = EXIT_DRAIN_SECONDS
+        with self._lock:
+            pipelines = [p for p in self._pipelines.values() if not p.closed]
+        if not pipelines:
+            self._stop_worker(EXIT_GRACE_SECONDS)
+            return
+        requests = [pipeline.submit_finish() for pipeline in pipelines]
+        deadline = time.monotonic() + timeout
+        for request in requests:
+            with contextlib.suppress(Exception):
+                request.done.result(max(0.0, deadline - time.monotonic()))
+        late = [p for p, r in zip(pipelines, requests, strict=True) if not r.done.done()]
+        if late:
+            pending = sum(p.stats()["pending"] for p in late)
+            logger.warning(
+                "tracker: the exit drain timed out after %.1fs with %d events still on their "
+                "way; the tracker worker spools them for the next start",
+                timeout,
+                pending,
+            )
+            waiting = [r for r in requests if not r.done.done()]
+            self._abandon(late, waiting, EXIT_GRACE_SECONDS)
+        self._stop_worker(EXIT_GRACE_SECONDS)
+
+    def _abandon(
+        self, pipelines: list[ForwardingPipeline], requests: list[Any], grace: float
+    ) -> None:
+        """Past the deadline: everything still queued goes to the worker, which spools it."""
+        deadline = time.monotonic() + grace
+        for pipeline in pipelines:
+            pipeline.pump_all()
+        if self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            try:
+                self.write(wire.frame(Op.ABANDON, 0, 0, None))
+            finally:
+                self._lock.release()
+        for request in requests:
+            with contextlib.suppress(Exception):
+                request.done.result(max(0.0, deadline - time.monotonic()))
+
+    def _stop_worker(self, grace: float) -> None:
+        """Close the pipe (the worker finishes and exits); kill it after ``grace`` seconds."""
+        with self._lock:
+            self._stopping = True
+            process, self._process = self._process, None
+        self._wake.set()
+        if process is None:
+            return
+        with contextlib.suppress(Exception):
+            if process.stdin is not None:
+                process.stdin.close()
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            logger.warning("tracker: the tracker worker did not stop within %.1fs: killed", grace)
+            process.kill()
+            process.wait()
+
+
+_link: WorkerLink | None = None
+_link_lock = threading.Lock()
+
+
+def get_link() -> WorkerLink:
+    """The process's link (a new one in a forked child: the parent's worker is not its own)."""
+    global _link
+    link = _link
+    if link is not None and link.pid == os.getpid() and not link._stopping:
+        return link
+    with _link_lock:
+        if _link is None or _link.pid != os.getpid() or _link._stopping:
+            _link = WorkerLink()
+        return _link
+
+
+def current_link() -> WorkerLink | None:
+    """The process's link if one was started here (for diagnostics and tests)."""
+    link = _link
+    return link if link is not None and link.pid == os.getpid() else None
+
+
+def _drain_at_exit() -> None:
+    link = current_link()
+    if link is not None:
+        try:
+            link.drain()
+        except Exception:
+            logger.exception("tracker: the exit drain failed")
+
+
+def _after_fork_in_child() -> None:
+    global _link
+    parent, _link = _link, None
+    if parent is None:
+        return
+    for pipeline in list(parent._pipelines.values()):
+        try:
+            pipeline.restart_in_forked_child()
+        except Exception:  # the child must start even if its tracking cannot
+            logger.exception("tracker: could not restart a pipeline in the forked child")
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+try:  # before the interpreter joins threads, as workers.runtime explains
+    threading._register_atexit(_drain_at_exit)  # type: ignore[attr-defined]
+except (AttributeError, RuntimeError):  # pragma: no cover
+    import atexit
+
+    atexit.register(_drain_at_exit)

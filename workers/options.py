@@ -1,0 +1,101 @@
+"""The pipeline's settings, declared once: every handler class takes them by these names.
+
+Defaults and argument checks live here and nowhere else (the handlers pass ``**settings``
+through, the pipeline and the queue read them from one frozen object).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+OVERFLOW_POLICIES = ("drop_newest", "drop_oldest", "block", "spill")
+STREAM_TOKEN_MODES = ("each", "aggregate")
+DEFAULT_QUEUE_SIZE = 100_000
+#: Environment variable: seconds the exit drain waits for the handlers' finish (default 10).
+EXIT_DRAIN_ENV = "TRACKER_EXIT_DRAIN_SECONDS"
+EXIT_DRAIN_SECONDS = float(os.environ.get(EXIT_DRAIN_ENV, "10"))
+
+
+def default_metric_processes() -> int:
+    """All cores but one (at least one): the application keeps a core to itself."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """How a handler queues, batches, spools and analyses its events.
+
+    - ``queue_size``: events the application's queue holds before the ``overflow`` policy
+      applies: ``"drop_newest"`` (default; counted), ``"drop_oldest"``, ``"block"`` (the
+      caller waits up to ``block_timeout`` seconds, then drops) or ``"spill"`` (to the
+      worker's disk spool, replayed in order; needs a spool).
+    - ``batch_size``: events per batch, and the queue depth that wakes the background thread.
+    - ``flush_interval``: seconds between batches when the queue is quiet.
+    - ``metric_processes``: at most this many processes compute the text metrics and
+      visualisations when the worker falls behind (default: the cores but one); below that
+      load they run in the worker itself.
+    - ``spool``: the root of the durable spools (None: none; what cannot be delivered is lost
+      and counted).
+    - ``sample_rate``: the share of root runs (whole traces) logged.
+    - ``stream_tokens``: ``"each"`` logs a record per streamed token (the seeds' way),
+      ``"aggregate"`` puts a run's tokens on its end record.
+    """
+
+    queue_size: int = DEFAULT_QUEUE_SIZE
+    batch_size: int = 512
+    flush_interval: float = 0.5
+    metric_processes: int = 0  # 0: default_metric_processes()
+    overflow: str = "drop_newest"
+    block_timeout: float = 1.0
+    spool: Path | None = None
+    sample_rate: float = 1.0
+    stream_tokens: str = "each"
+
+    def __post_init__(self) -> None:
+        """Check every value once, with an error that names the setting."""
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size must be at least 1, got {self.queue_size!r}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size!r}")
+        if not self.flush_interval > 0:
+            raise ValueError(f"flush_interval must be > 0 seconds, got {self.flush_interval!r}")
+        if self.metric_processes < 0:
+            raise ValueError(f"metric_processes must be >= 1, got {self.metric_processes!r}")
+        if self.metric_processes == 0:
+            object.__setattr__(self, "metric_processes", default_metric_processes())
+        if self.overflow not in OVERFLOW_POLICIES:
+            raise ValueError(
+                f"overflow must be one of {', '.join(OVERFLOW_POLICIES)}, got {self.overflow!r}"
+            )
+        if not self.block_timeout >= 0:
+            raise ValueError(f"block_timeout must be >= 0 seconds, got {self.block_timeout!r}")
+        if not 0.0 <= self.sample_rate <= 1.0:
+            raise ValueError(f"sample_rate must be between 0 and 1, got {self.sample_rate!r}")
+        if self.stream_tokens not in STREAM_TOKEN_MODES:
+            raise ValueError(
+                f"stream_tokens must be 'each' or 'aggregate', got {self.stream_tokens!r}"
+            )
+        if self.overflow == "spill" and self.spool is None:
+            raise ValueError(
+                "overflow='spill' needs a spool to spill to: pass spool=True (the default) or "
+                "a directory, or choose another overflow policy"
+            )
+
+    @classmethod
+    def names(cls) -> frozenset[str]:
+        """The settings' names (what a handler accepts as ``**settings``)."""
+        return frozenset(f.name for f in fields(cls))
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any], **defaults: Any) -> PipelineOptions:
+        """Options from a handler's keyword arguments; an unknown name is a TypeError."""
+        unknown = sorted(set(settings) - cls.names())
+        if unknown:
+            raise TypeError(
+                f"unknown setting(s) {', '.join(unknown)}; the settings are: "
+                f"{', '.join(sorted(cls.names()))}"
+            )
+        return cls(**{**defaults, **settings})

@@ -1,0 +1,133 @@
+"""Events → bytes for the worker, in the application's process: as little work as possible.
+
+What the worker needs of an event is its payload and four keyword arguments (name, tags,
+metadata, a tool's inputs); the rest (a streamed token's ``chunk``, invocation parameters…) is
+left behind. Payloads are pickled as they are: LangChain's own objects pickle in a few µs
+(measured in benchmarks/RESULTS.md) and the worker converts them exactly as the in-process
+pipeline would, so the logged data does not depend on where it was converted.
+
+Three kinds of event are converted here instead (:func:`workers.records.convert`, which never
+raises), and cross as finished records:
+
+- errors: the traceback is read from the live exception (it does not pickle);
+- events carrying objects the worker may not import (the user's classes, closures; see
+  :mod:`workers.wire`), or that fail to pickle (a hostile ``__reduce__``, a dict changed while
+  it was read);
+- LLM ends, when a user hook must see the original generations first (Comet's
+  ``custom_metrics``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from workers import wire
+from workers.event import Event, Kind
+from workers.records import KIND_BY_VALUE, Record, convert, preconverted
+
+#: The keyword arguments the records are built from (workers.records); the rest stays here.
+_KEPT = ("name", "tags", "metadata", "inputs")
+_ERRORS = frozenset({Kind.LLM_ERROR, Kind.CHAIN_ERROR, Kind.TOOL_ERROR, Kind.RETRIEVER_ERROR})
+_TOKEN = Kind.LLM_NEW_TOKEN
+
+#: An item is an event tuple (:func:`event_item`) or ``(RECORD, wire record)``.
+RECORD = "record"
+
+Enrich = Callable[[Record], None]
+
+
+def _extra(extra: Any) -> dict[str, Any]:
+    if type(extra) is not dict:
+        return {}
+    return {key: extra[key] for key in _KEPT if key in extra}
+
+
+def event_item(event: Event) -> tuple[Any, ...]:
+    """The plain-tuple form of an event (ids as ints, the kind as its value)."""
+    run, parent = event.run_id, event.parent_run_id
+    data = event.data
+    if event.kind is _TOKEN:
+        data = data[:1]  # the token; its chunk repeats it with pydantic's overhead
+    return (
+        event.kind.value,
+        event.seq,
+        event.time,
+        run.int if run is not None else None,
+        parent.int if parent is not None else None,
+        data,
+        _extra(event.extra),
+    )
+
+
+def _record_item(event: Event, enrich: Enrich | None) -> tuple[str, tuple[Any, ...]]:
+    record = convert(event)
+    if enrich is not None:
+        enrich(record)
+    return (RECORD, record.to_wire())
+
+
+def encode(events: list[Event], enrich: Enrich | None = None) -> bytes:
+    """One batch as bytes for :func:`decode` (never raises for what the events carry).
+
+    ``enrich``: called with the converted record of each LLM end (custom metrics); those are
+    converted here, where the original objects are.
+    """
+    items: list[Any] = []
+    for event in events:
+        kind = event.kind
+        if kind in _ERRORS or (enrich is not None and kind is Kind.LLM_END):
+            items.append(_record_item(event, enrich))
+        else:
+            items.append(event_item(event))
+    try:
+        return wire.dumps(items)
+    except Exception:  # some event carries what cannot cross: find it, convert it here
+        pass
+    for index, item in enumerate(items):
+        if item[0] == RECORD:
+            continue
+        try:
+            wire.dumps(item)
+        except Exception:
+            items[index] = _record_item(events[index], None)
+    try:
+        return wire.dumps(items)
+    except Exception:  # changed under us between the two passes: convert the whole batch
+        return wire.dumps([_record_item(event, None) for event in events])
+
+
+def encode_records(records: list[Record]) -> bytes:
+    """Records already converted here (and redacted by the user's hook) as one batch."""
+    try:
+        return wire.dumps([(RECORD, record.to_wire()) for record in records])
+    except Exception:  # a hook that put an object of its own in a record: make it plain
+        from workers.sanitize import to_jsonable
+
+        for record in records:
+            record.fields = to_jsonable(record.fields)
+            record.metadata = to_jsonable(record.metadata)
+        return wire.dumps([(RECORD, record.to_wire()) for record in records])
+
+
+def decode(data: bytes) -> list[Event]:
+    """The events :func:`encode` wrote (in the worker); converted ones carry their record."""
+    events: list[Event] = []
+    for item in wire.loads(data):
+        if item[0] == RECORD:
+            events.append(preconverted(Record.from_wire(item[1])))
+            continue
+        kind, seq, time, run, parent, payload, extra = item
+        events.append(
+            Event(
+                KIND_BY_VALUE[kind],
+                seq,
+                time,
+                UUID(int=run) if run is not None else None,
+                UUID(int=parent) if parent is not None else None,
+                payload,
+                extra,
+            )
+        )
+    return events
