@@ -117,8 +117,8 @@ def test_quick_flush_and_memory_phases(tmp_path: Path) -> None:
         "| parent RSS peak during the overload | ",
         "| enqueued = processed + dropped after the flush | ClearML: ",
         "| parent RSS after the flush | ",
-        "| ClearML sink process RSS (with its children) | baseline ",
-        "| Comet sink process RSS: idle / peak over the events | ",
+        "| tracker worker RSS (with its descendants) | baseline ",
+        "| tracker worker RSS: start / peak over the events / peak during the flush | ",
         "| events | 20,000 to each handler in ",
     ):
         assert row in text, row

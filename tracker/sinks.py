@@ -45,7 +45,7 @@ def clearml(
 ) -> SinkSpec:
     """A ClearML Task sink, with :class:`~tracker.ClearMLCallbackHandler`'s parameters.
 
-    ``sink_process=None`` runs the SDK in a child process unless a Task is current here.
+    ``sink_process=None`` runs the SDK in the tracker worker unless a Task is current here.
     """
     kwargs: dict[str, Any] = {
         "task_type": task_type,

@@ -19,6 +19,7 @@ import asyncio
 import concurrent.futures
 import itertools
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -122,6 +123,13 @@ class ForwardingPipeline:
         self.key = 0
         self._pump_lock = threading.Lock()
         self.closed = False
+        # Events in the worker's queue at most: half its queue, so its reader never waits
+        # (with "spill" the worker takes everything: it spills to its disk, not our memory).
+        self._credit = (
+            sys.maxsize
+            if options.overflow == "spill"
+            else max(options.batch_size, options.queue_size // 2)
+        )
         self.finish_request: FlushRequest | None = None
         self._reset_state()
         self._link = link or get_link()
@@ -138,6 +146,7 @@ class ForwardingPipeline:
         self.unprotected = 0  # events whose frames left the resend buffer before it was safe
         self._seq = itertools.count(1)
         self._spill_sent = 0
+        self._sent_events = 0  # to the current worker (its counters start at zero)
         self._finish_sent = False
         self._withheld = 0  # records the user's redact hook dropped here
         self._redact_counts = (0, 0)
@@ -242,12 +251,20 @@ class ForwardingPipeline:
 
     # -- background thread (the link's) ----------------------------------------------------
 
-    def pump(self) -> bool:
-        """Forward one batch (and the barriers in it) to the worker; False when idle."""
-        with self._pump_lock:  # the exit path may pump too: frames stay in queue order
-            return self._pump()
+    def pump(self, *, exiting: bool = False) -> bool:
+        """Forward one batch (and the barriers in it) to the worker; False when idle.
 
-    def _pump(self) -> bool:
+        ``exiting``: the worker spools everything now, so its queue's bound does not apply.
+        """
+        with self._pump_lock:  # the exit path may pump too: frames stay in queue order
+            return self._pump(exiting)
+
+    def _pump(self, exiting: bool) -> bool:
+        if not exiting and self._in_worker() >= self._credit:
+            # The worker has as much of ours as its queue should hold: the rest waits here,
+            # where the overflow policy applies, and the worker's reader never waits for one
+            # handler's backlog (it serves every handler of the process).
+            return False
         batch = self.queue.take(self.options.batch_size)
         if not batch:
             spilled = self.queue.take_spill(self.options.batch_size)
@@ -277,7 +294,7 @@ class ForwardingPipeline:
 
     def pump_all(self) -> None:
         """Forward everything queued now (the exit path, after the drain deadline)."""
-        while self.pump():
+        while self.pump(exiting=True):
             pass
 
     def _send_spill_through(self, count: int) -> None:
@@ -289,12 +306,18 @@ class ForwardingPipeline:
             self._spill_sent += len(spilled)
             self._send_events(spilled)
 
+    def _in_worker(self) -> int:
+        """Events sent to this worker that it has not processed (nor dropped) yet."""
+        worker = self._state.get("stats", {})
+        return self._sent_events - worker.get("processed", 0) - worker.get("dropped", 0)
+
     def _send_events(self, events: list[Event]) -> None:
         if self._redactor is not None:
             data = self._redacted(events)
         else:
             data = snapshot.encode(events, self._enrich if self._custom is not None else None)
         self._send(Op.EVENTS, (len(events), data), len(events))
+        self._sent_events += len(events)
 
     def _redacted(self, events: list[Event]) -> bytes:
         """The user's redact hook runs here, on records converted here."""
@@ -405,6 +428,7 @@ class ForwardingPipeline:
         self._base["processed"] += max(0, worker.get("processed", 0) - resent)
         self._base["dropped"] += worker.get("dropped", 0)
         self._state = {}
+        self._sent_events = resent  # the new worker gets them again
         self.opened.clear()
         self.worker_restarts += 1
         self._restart_notes.append(

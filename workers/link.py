@@ -65,6 +65,7 @@ class WorkerLink:
         self._dead = False
         self._stopping = False
         self._last_restart = 0.0
+        self._write_deadline: float | None = None  # set by the exit drain
         self.restarts = 0
         self.pid = os.getpid()
 
@@ -136,8 +137,15 @@ class WorkerLink:
         self.write(wire.frame(Op.OPEN, pipeline.key, 0, pipeline.plan))
 
     def write(self, data: bytes) -> bool:
-        """Write one frame to the worker; False when it is gone (a restart will resend)."""
-        with self._lock:
+        """Write one frame to the worker; False when it is gone (a restart will resend).
+
+        At exit the wait for the pipe is bounded by the exit's own deadline.
+        """
+        deadline = self._write_deadline
+        timeout = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._lock.acquire(timeout=timeout):
+            return False
+        try:
             process = self._process
             if process is None or process.stdin is None or self._dead:
                 return False
@@ -149,6 +157,8 @@ class WorkerLink:
                 self._wake.set()
                 return False
             return True
+        finally:
+            self._lock.release()
 
     def _read_replies(self, process: subprocess.Popen[bytes]) -> None:
         stream: IO[bytes] | None = process.stdout
@@ -244,6 +254,8 @@ class WorkerLink:
             return
         requests = [pipeline.submit_finish() for pipeline in pipelines]
         deadline = time.monotonic() + timeout
+        end = deadline + EXIT_GRACE_SECONDS  # the whole exit, whatever the worker does
+        self._write_deadline = end
         for request in requests:
             with contextlib.suppress(Exception):
                 request.done.result(max(0.0, deadline - time.monotonic()))
@@ -257,32 +269,38 @@ class WorkerLink:
                 pending,
             )
             waiting = [r for r in requests if not r.done.done()]
-            self._abandon(late, waiting, EXIT_GRACE_SECONDS)
-        self._stop_worker(EXIT_GRACE_SECONDS)
+            self._abandon(late, waiting, end)
+        self._stop_worker(max(0.5, end - time.monotonic()))
 
     def _abandon(
-        self, pipelines: list[ForwardingPipeline], requests: list[Any], grace: float
+        self, pipelines: list[ForwardingPipeline], requests: list[Any], end: float
     ) -> None:
-        """Past the deadline: everything still queued goes to the worker, which spools it."""
-        deadline = time.monotonic() + grace
+        """Past the deadline: the worker spools instead of writing; we send it all we have."""
+        self.write(wire.frame(Op.ABANDON, 0, 0, None))
         for pipeline in pipelines:
             pipeline.pump_all()
-        if self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            try:
-                self.write(wire.frame(Op.ABANDON, 0, 0, None))
-            finally:
-                self._lock.release()
         for request in requests:
             with contextlib.suppress(Exception):
-                request.done.result(max(0.0, deadline - time.monotonic()))
+                request.done.result(max(0.0, end - time.monotonic()))
 
     def _stop_worker(self, grace: float) -> None:
-        """Close the pipe (the worker finishes and exits); kill it after ``grace`` seconds."""
-        with self._lock:
-            self._stopping = True
-            process, self._process = self._process, None
+        """Close the pipe (the worker finishes and exits); kill it after ``grace`` seconds.
+
+        A worker that stopped reading holds our writer in a pipe write (and with it the lock):
+        then it is killed at once, which fails that write and frees the writer.
+        """
+        got = self._lock.acquire(timeout=grace)
+        self._stopping = True
+        process, self._process = self._process, None
+        if got:
+            self._lock.release()
         self._wake.set()
         if process is None:
+            return
+        if not got:
+            logger.warning("tracker: the tracker worker stopped reading its pipe: killed")
+            process.kill()
+            process.wait()
             return
         with contextlib.suppress(Exception):
             if process.stdin is not None:

@@ -220,13 +220,32 @@ class Pipeline:
     def abandon(self) -> None:
         """The exit deadline passed: no more backend calls; what is left goes to the spools.
 
-        Thread-safe. The consumer goes on through the queue, each sink spooling instead of
-        writing, then finishes the sessions at the finish barrier the application sent.
+        Thread-safe. Queued events go to the spools from a task of their own, even while the
+        consumer is stuck in a backend call; the consumer, once free, finishes the sessions at
+        the finish barrier the application sent.
         """
         self.abandoned = True
         for sink in self.sinks:
             sink.force_spool = True
+        self._runtime.spawn(self._spool_queued)
         self.wake()
+
+    async def _spool_queued(self) -> None:
+        """Abandoned: spool queued events up to the next barrier, until the pipeline closes."""
+        while not self.closed:
+            events = self.queue.take(self.batch_size)
+            barrier = next((i for i, e in enumerate(events) if e.kind.is_control), None)
+            if barrier is not None:  # barriers are the consumer's; what follows comes after
+                self.queue.push_front(events[barrier:])
+                events = events[:barrier]
+            if events:
+                kept = [event for event in events if self._sampler.keep(event)]
+                records = self._redactor.apply([convert(event) for event in kept])
+                for sink in self.sinks:
+                    sink.spool_now(records)  # on this thread: no other task spools meanwhile
+                self.queue.delivered += len(events)
+            else:
+                await anyio.sleep(0.02)
 
     def stats(self) -> dict[str, Any]:
         """Counters of the pipeline (exact; ``pending`` counts events not yet delivered)."""
@@ -318,7 +337,7 @@ class Pipeline:
             # count events exactly (see _unspill).
             spool = self._spill_spool
             assert spool is not None  # opened in _run before the spill loop starts
-            await anyio.to_thread.run_sync(spool.append, [len(events), batch])
+            await anyio.to_thread.run_sync(spool.append, [len(events), batch], len(events))
             return True
 
     async def _unspill(self, through: int | None = None) -> None:

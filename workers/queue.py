@@ -190,6 +190,10 @@ class EventQueue:
             self._wake()
         return True
 
+    def push_front(self, events: list[Event]) -> None:
+        """Put taken records back at the head of the queue, in their order (consumer side)."""
+        self._items.extendleft(reversed(events))
+
     def reset_after_fork(self) -> None:
         """Start over empty in a forked child: the parent's queued events stay the parent's."""
         self._items.clear()

@@ -247,10 +247,18 @@ def _dict(value: Any, key: str, budget: Budget) -> dict[str, Any]:
     return {key: converted}
 
 
+def token_of(event: Event) -> Any:
+    """A token event's token: in ``extra`` as the hot path records it, or in ``data``."""
+    if event.data:
+        return event.data[0]
+    extra = event.extra
+    return extra.get("token", "") if type(extra) is dict else ""
+
+
 def _fields(event: Event, budget: Budget) -> dict[str, Any]:
     kind, data, extra = event.kind, event.data, event.extra
     if kind is Kind.LLM_NEW_TOKEN:  # most events of a streaming app: first, and no closures
-        return {"token": safe_str(data[0], MAX_TEXT, budget)}
+        return {"token": safe_str(token_of(event), MAX_TEXT, budget)}
 
     def text(value: Any) -> str:
         return safe_str(value, budget=budget)

@@ -10,9 +10,8 @@ Every pipeline wraps each of its sinks in a :class:`ResilientSink`:
 
 Abandoning a call at its deadline could half-deliver it, and a retry would then write it twice.
 Where that can happen the wrapper does not abandon: the SDK sinks run their calls in worker
-threads, which anyio never abandons (a late call completes and counts as delivered), and the
-child-process sink keeps its pipe exchange whole. What the deadline cuts is waiting on anything
-else (a hung injected fault, a hung open).
+threads, which anyio never abandons (a late call completes and counts as delivered). What the
+deadline cuts is waiting on anything else (a hung injected fault, a hung open).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from workers.counters import Counters
 from workers.flush import FlushRequest
 from workers.records import Record
 from workers.sinks.base import Sink
-from workers.spool import Spool
+from workers.spool import Spool, SpoolError
 
 logger = logging.getLogger("tracker.resilient")
 
@@ -166,6 +165,19 @@ class ResilientSink(Sink):
             self.spool.close()
         if problems:
             raise SpoolPendingError("; ".join(problems))
+
+    def spool_now(self, records: list[Record]) -> None:
+        """The exit deadline passed: store ``records`` in the spool at once, or count them lost."""
+        if self.spool is None:
+            self._lose(records)
+            return
+        try:
+            self.spool.append([record.to_wire() for record in records])
+        except SpoolError as exc:
+            self.last_error = str(exc)
+            self._lose(records)
+            return
+        self.spooled += len(records)
 
     async def log_health(self, values: dict[str, float], step: int) -> None:
         """Forward a health sample, unless the backend is down (it would only be spooled)."""

@@ -25,7 +25,7 @@ from uuid import UUID
 
 from workers import wire
 from workers.event import Event, Kind
-from workers.records import KIND_BY_VALUE, Record, convert, preconverted
+from workers.records import KIND_BY_VALUE, Record, convert, preconverted, token_of
 
 #: The keyword arguments the records are built from (workers.records); the rest stays here.
 _KEPT = ("name", "tags", "metadata", "inputs")
@@ -49,7 +49,7 @@ def event_item(event: Event) -> tuple[Any, ...]:
     run, parent = event.run_id, event.parent_run_id
     data = event.data
     if event.kind is _TOKEN:
-        data = data[:1]  # the token; its chunk repeats it with pydantic's overhead
+        data = (token_of(event),)
     return (
         event.kind.value,
         event.seq,

@@ -1,14 +1,16 @@
 """A durable local spool: batches a backend could not take yet, kept on disk in order.
 
-Layout: a directory (mode 0700) of append-only segment files (mode 0600) named by a zero-padded
-number, so sorting names sorts them in write order. Each frame is a 4-byte length, a 4-byte CRC32
-and a pickled batch (a list of wire tuples, see :meth:`workers.records.Record.to_wire`); every
-append is fsynced, so a batch the spool accepted survives a crash of the process.
+Storage is SQLite (standard library) in WAL mode with ``synchronous=FULL``: an append returns
+once its transaction is on disk, a crash mid-append leaves the database as it was before it,
+and a full disk fails the one append (its transaction rolls back) without harming what is
+already stored or what is appended once space is back. That replaces the hand-written framing,
+CRC and cursor of earlier versions (a torn frame after ``ENOSPC`` hid every later batch).
 
-Replay reads frames from the oldest segment on. Progress is a cursor file (segment, offset),
-written and fsynced after each replayed batch, so a batch is replayed once even if the process dies
-between batches; a segment is deleted once it is fully replayed. A torn last frame (the process died
-mid-append) fails its length or CRC check and is skipped with a warning: it was never acknowledged.
+Layout: a directory (mode 0700) holding ``spool.sqlite3`` and its WAL files (mode 0600), and a
+``lock`` file. Each batch is a row (a pickled list of wire tuples, see
+:meth:`workers.records.Record.to_wire`), replayed oldest first; :meth:`Spool.commit` deletes it
+once the backend took it, so a batch is replayed once unless the process dies between the
+backend's write and that delete.
 """
 
 from __future__ import annotations
@@ -18,18 +20,14 @@ import fcntl
 import logging
 import os
 import pickle
-import struct
-import zlib
-from collections.abc import Iterator
+import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger("tracker.spool")
 
-FRAME = struct.Struct(">II")  # payload length, CRC32 of the payload
-SEGMENT_BYTES = 16 * 1024 * 1024
-_SUFFIX = ".spool"
-_CURSOR = "cursor"
+DATABASE = "spool.sqlite3"
 
 
 class SpoolError(RuntimeError):
@@ -66,16 +64,14 @@ def open_spool(root: str | os.PathLike[str], name: str) -> Spool:
 
 
 class Spool:
-    """Append-only, fsynced batch storage with an exactly-once replay cursor.
+    """Durable, ordered batch storage with replay-once commits.
 
-    One owner at a time: a pipeline's sink wrapper, on the runtime loop. Several handlers must use
-    different directories (each sink gets its own below the handler's spool root).
+    One owner process at a time (a ``flock`` on the directory); within it, safe from any thread.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], segment_bytes: int = SEGMENT_BYTES):
+    def __init__(self, directory: str | os.PathLike[str]):
         """Open (or create) the spool in ``directory``; counts what an earlier run left there."""
         self.directory = Path(directory)
-        self.segment_bytes = segment_bytes
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.directory, 0o700)
@@ -88,119 +84,77 @@ class Spool:
         self._lock = _try_lock(self.directory)
         if self._lock is None:
             raise SpoolBusy(f"{self.directory} is in use by another process")
-        self._writer: Any = None
-        self._writer_path: Path | None = None
-        self.pending_batches = 0
-        self.pending_events = 0
-        for _, batch in self._frames():
-            self.pending_batches += 1
-            self.pending_events += len(batch)
-
-    # -- writing -----------------------------------------------------------------------------
-
-    def append(self, batch: list[tuple[Any, ...]]) -> None:
-        """Write one batch durably (fsync) at the end of the spool."""
-        payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
-        writer = self._segment_for(len(payload))
-        writer.write(FRAME.pack(len(payload), zlib.crc32(payload)) + payload)
-        writer.flush()
-        os.fsync(writer.fileno())
-        self.pending_batches += 1
-        self.pending_events += len(batch)
-
-    def _segment_for(self, size: int) -> Any:
-        writer = self._writer
-        if writer is not None and writer.tell() + size <= self.segment_bytes:
-            return writer
-        self._close_writer()
-        segments = self._segments()
-        number = int(segments[-1].stem) + 1 if segments else 0
-        path = self.directory / f"{number:012d}{_SUFFIX}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._writer, self._writer_path = os.fdopen(fd, "ab"), path
-        return self._writer
-
-    def _close_writer(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = self._writer_path = None
-
-    # -- replaying ---------------------------------------------------------------------------
-
-    def peek(self) -> tuple[tuple[str, int], list[tuple[Any, ...]]] | None:
-        """The oldest batch not yet replayed, with the position to :meth:`commit` after it."""
-        for position, batch in self._frames():
-            return position, batch
-        return None
-
-    def commit(self, position: tuple[str, int], events: int) -> None:
-        """Mark everything up to ``position`` replayed (fsynced); drop finished segments."""
-        name, offset = position
-        path = self.directory / name
-        self.pending_batches = max(0, self.pending_batches - 1)
-        self.pending_events = max(0, self.pending_events - events)
-        finished = offset >= path.stat().st_size
-        if finished and path == self._writer_path and not self.pending_batches:
-            self._close_writer()  # all caught up: the next append starts a new segment
-        if finished and path != self._writer_path:
-            path.unlink()
-            self._write_cursor(None)
-        else:
-            self._write_cursor(position)
-
-    def _frames(self) -> Iterator[tuple[tuple[str, int], list[tuple[Any, ...]]]]:
-        """(position after the frame, batch) for every frame after the cursor, oldest first."""
-        cursor = self._read_cursor()
-        for segment in self._segments():
-            if cursor is not None and segment.name < cursor[0]:
-                segment.unlink()  # fully replayed before a crash, not yet deleted
-                continue
-            offset = cursor[1] if cursor is not None and segment.name == cursor[0] else 0
-            with open(segment, "rb") as reader:
-                reader.seek(offset)
-                while header := reader.read(FRAME.size):
-                    payload = b""
-                    if len(header) == FRAME.size:
-                        size, crc = FRAME.unpack(header)
-                        payload = reader.read(size)
-                        if len(payload) == size and zlib.crc32(payload) == crc:
-                            offset = reader.tell()
-                            yield (segment.name, offset), pickle.loads(payload)
-                            continue
-                    logger.warning(
-                        "tracker: skipping a torn frame at the end of %s (written when the "
-                        "process died; that batch was never acknowledged)",
-                        segment,
-                    )
-                    break
-
-    def _segments(self) -> list[Path]:
-        return sorted(self.directory.glob(f"*{_SUFFIX}"))
-
-    def _read_cursor(self) -> tuple[str, int] | None:
+        self._mutex = threading.Lock()
+        path = self.directory / DATABASE
+        old_umask = os.umask(0o077)  # the database and its WAL files: 0600
         try:
-            name, offset = (self.directory / _CURSOR).read_text().split()
-            return name, int(offset)
-        except (OSError, ValueError):
-            return None
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS batches ("
+                "id INTEGER PRIMARY KEY AUTOINCREMENT, events INTEGER NOT NULL, "
+                "payload BLOB NOT NULL)"
+            )
+            count, events = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(events), 0) FROM batches"
+            ).fetchone()
+        except sqlite3.Error as exc:
+            os.close(self._lock)
+            self._lock = None
+            raise SpoolError(f"cannot use the spool at {path}: {exc}") from exc
+        finally:
+            os.umask(old_umask)
+        self.pending_batches: int = count
+        self.pending_events: int = events
 
-    def _write_cursor(self, position: tuple[str, int] | None) -> None:
-        path = self.directory / _CURSOR
-        if position is None:
-            path.unlink(missing_ok=True)
-            return
-        temporary = path.with_suffix(".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(f"{position[0]} {position[1]}")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
+    def append(self, batch: list[Any], events: int | None = None) -> None:
+        """Store one batch durably; ``events``: how many events it holds (``len(batch)``).
+
+        Raises :class:`SpoolError` (the batch was not stored) on a full disk or a broken file.
+        """
+        payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+        count = len(batch) if events is None else events
+        with self._mutex:
+            try:
+                self._db.execute(
+                    "INSERT INTO batches (events, payload) VALUES (?, ?)", (count, payload)
+                )
+            except sqlite3.Error as exc:
+                raise SpoolError(
+                    f"could not write {count} events to the spool at {self.directory}: {exc}"
+                ) from exc
+            self.pending_batches += 1
+            self.pending_events += count
+
+    def peek(self) -> tuple[int, list[Any]] | None:
+        """The oldest batch not yet replayed, with the position to :meth:`commit` after it."""
+        with self._mutex:
+            row = self._db.execute("SELECT id, payload FROM batches ORDER BY id LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return row[0], pickle.loads(row[1])
+
+    def commit(self, position: int, events: int) -> None:
+        """Mark the batch at ``position`` (and any older one) replayed, durably."""
+        with self._mutex:
+            self._db.execute("DELETE FROM batches WHERE id <= ?", (position,))
+            self.pending_batches = max(0, self.pending_batches - 1)
+            self.pending_events = max(0, self.pending_events - events)
+
+    def batches(self) -> list[list[Any]]:
+        """Every stored batch, oldest first, without replaying any (for inspection)."""
+        with self._mutex:
+            rows = self._db.execute("SELECT payload FROM batches ORDER BY id").fetchall()
+        return [pickle.loads(row[0]) for row in rows]
 
     def close(self) -> None:
-        """Close the open segment and release the directory (the data stays for a replay)."""
-        self._close_writer()
-        if self._lock is not None:
+        """Close the database and release the directory (the data stays for a replay)."""
+        with self._mutex:
+            if self._lock is None:
+                return
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
             os.close(self._lock)
             self._lock = None
 

@@ -11,7 +11,7 @@ from collections import OrderedDict
 from uuid import UUID
 
 from workers.event import Event, Kind
-from workers.records import PRECONVERTED, Record
+from workers.records import PRECONVERTED, Record, token_of
 from workers.sanitize import MAX_TEXT, clip, safe_str
 
 #: Runs streaming at once whose tokens are held; past it the oldest is attached to nothing
@@ -42,7 +42,7 @@ class TokenStreams:
                 self._chars.pop(oldest, None)
             tokens = self._open[run] = []
             self._chars[run] = 0
-        text = safe_str(event.data[0] if event.data else "")
+        text = safe_str(token_of(event))
         if self._chars[run] < MAX_TEXT:  # the count goes on, the text is clipped
             tokens.append(text)
             self._chars[run] += len(text)

@@ -46,6 +46,9 @@ DEFAULT_NICE = 10
 STATE_INTERVAL = 0.1
 #: How long the worker finishes its sessions when its application is gone, at most.
 ORPHAN_FINISH_SECONDS = 30.0
+#: After serving, the process must be gone this soon: an SDK thread stuck in a call (a backend
+#: that never answers) would otherwise hold the interpreter's exit forever.
+EXIT_WATCHDOG_SECONDS = 10.0
 
 
 class Worker:
@@ -217,6 +220,9 @@ def main() -> None:
     try:
         worker.serve()
     finally:
+        watchdog = threading.Timer(EXIT_WATCHDOG_SECONDS, os._exit, (3,))
+        watchdog.daemon = True
+        watchdog.start()
         from workers.runtime import get_runtime
 
         get_runtime().shutdown(timeout=1.0)
