@@ -3,7 +3,8 @@
 For each of our handlers in turn (the other one idle): enqueue N events (on_chain_start,
 on_llm_new_token, on_tool_end in turn, as LangChain passes them), then ``flush_tracker()``.
 Measured from the first enqueue to (a) the moment ``stats()["processed"]`` covers all N events
-(delivered to the SDK) and (b) the moment the flush returns (session tables written, SDK flushed).
+(delivered to the SDK in the tracker worker; the worker reports its counters to this process
+every 0.1 s) and (b) the moment the flush returns (session tables written, SDK flushed).
 """
 
 from __future__ import annotations
@@ -135,12 +136,15 @@ def run(sizes: Sizes, h: Handlers) -> Table:
         "mix has no on_llm_end, so only stream_logs does work). Mix: on_chain_start (one "
         "string input), on_llm_new_token, on_tool_end in turn; ClearML reports one console "
         "text per event, Comet logs a text sample for each chain start and tool end.",
-        "'Delivered' = stats()['processed'] covers every event (polled every 5 ms while the "
-        "flush runs in a thread); 'flush returned' adds the session tables (Action Records of "
-        "all N rows) and the SDK flush.",
-        "Comet: 'delivered' means handed to comet_ml, whose offline streamer thread writes the "
-        "messages file later (its OfflineStreamer.flush() returns at once, so flush_tracker() "
-        "cannot wait for it); that write cost lands in the finish below and, meanwhile, on the "
-        "GIL. ClearML's flush includes task.flush(wait_for_uploads=True).",
+        "Both pipelines run in the tracker worker (the default). 'Delivered' = "
+        "stats()['processed'] covers every event (polled every 5 ms while the flush runs in a "
+        "thread; the worker sends its counters every 0.1 s, so this can be seen up to ~0.1 s "
+        "late); 'flush returned' adds the session tables (Action Records of all N rows), the "
+        "SDK flush and the result's way back from the worker.",
+        "Comet: 'delivered' means handed to comet_ml (in the worker), whose offline streamer "
+        "thread writes the messages file later (its OfflineStreamer.flush() returns at once, "
+        "so flush_tracker() cannot wait for it); that write cost lands in the finish below "
+        "and, meanwhile, on the worker's GIL. ClearML's flush includes "
+        "task.flush(wait_for_uploads=True).",
     ]
     return table

@@ -18,9 +18,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: The repository: the tracker worker must import ``benchmarks.load`` (the phases' sink wrapper).
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def prepare_environment(tmp: Path) -> None:
-    """Offline SDKs with their caches under ``tmp``; call before anything imports an SDK."""
+    """Offline SDKs with their caches under ``tmp``; call before anything imports an SDK.
+
+    Also puts the repository on ``PYTHONPATH``: the tracker worker (``python -m
+    workers.worker``, started with this environment) builds the phases' sink wrapper
+    (``benchmarks.load.ControlledSink``) by import path, whatever its working directory.
+    """
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if str(ROOT) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, paths)])
     os.environ["COMET_ERROR_TRACKING_ENABLE"] = "false"
     os.environ["CLEARML_CACHE_DIR"] = str(tmp / "clearml-cache")
     for name in ("COMET_API_KEY", "CLEARML_API_ACCESS_KEY", "CLEARML_API_SECRET_KEY"):

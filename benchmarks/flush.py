@@ -1,16 +1,17 @@
 """Target 5, flush: ``aflush_tracker`` with nothing queued, after a backlog, and ``finish=True``.
 
-Both our handlers, all features on, sinks in their default child processes, each wrapped in a
-:class:`~benchmarks.load.ControlledSink` that times the real sink's own ``flush`` (for the child
-process sinks: the request's round trip, the session tables and the SDK's flush in the child).
-What a flush costs beyond that is the tracker's share: the barrier through the queue, waking
-the worker, and handing the result back to the caller's loop.
+Both our handlers, all features on, their pipelines in the tracker worker (the default: one
+``python -m workers.worker`` per application process), each sink wrapped there in a
+:class:`~benchmarks.load.ControlledSink` that notes when the flush barrier reached the sink and
+times the real sink's own ``flush`` (the session tables and the SDK's flush). What a flush costs
+beyond that is the tracker's share: the barrier through this process's queue, the background
+thread, the pipe, the worker's queue and pipeline, and the result's way back to the caller's loop.
 
 1. Empty queue: ``aflush_tracker()`` repeatedly on each handler in turn, then both at once.
 2. Backlog: enqueue N events (capacity.py's mix, to both handlers), then flush both at once;
-   "processed" is when ``stats()["processed"]`` covers the N events (polled every 2 ms, as
-   capacity.py does), "flush returned" is when ``aflush_tracker`` returns; both from the first
-   enqueue.
+   "processed" is when the flush barrier reached the sink in the worker (so every earlier event
+   was written), "flush returned" is when ``aflush_tracker`` returns; both from the first
+   enqueue, on ``time.monotonic()`` (one clock for both processes on Linux).
 3. ``finish=True`` on both at once, on fresh handlers holding a small backlog, and again on
    handlers right after N queued events.
 """
@@ -24,37 +25,42 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Sizes, Summary, Table, fmt_ns, log, met
-from benchmarks.load import Mix, Wrappers, controlled
+from benchmarks.load import FlushTiming, LoadControl, Mix
 from benchmarks.subjects import our_handlers
 
 TARGET_EMPTY_S = 0.005
 TARGET_BACKLOG_EXTRA_S = 0.050
 TARGET_FINISH_S = 3.0
-POLL_SECONDS = 0.002
 FLUSH_TIMEOUT = 300.0
+#: The sink each handler of a phase serves (the wrapper's flush file is named after it).
+SINK = {"ClearML": "clearml", "Comet": "comet"}
 
 
 def _s(seconds: float) -> str:
     return fmt_ns(seconds * 1e9)
 
 
-def _start(folder: Path) -> tuple[dict[str, Any], Wrappers]:
-    """Fresh handlers (ClearML and Comet, all features), started, with their sink wrappers."""
-    wrappers = Wrappers()
-    clearml, comet = our_handlers(
-        folder, all_features=True, queue_size=100_000, wrap_sink=wrappers.wrap
-    )
-    return {"ClearML": clearml, "Comet": comet}, wrappers
+def _start(folder: Path) -> tuple[dict[str, Any], LoadControl]:
+    """Fresh handlers (ClearML and Comet, all features), started, their sinks wrapped."""
+    control = LoadControl(folder / "control")
+    clearml, comet = our_handlers(folder, all_features=True, queue_size=100_000, control=control)
+    return {"ClearML": clearml, "Comet": comet}, control
+
+
+def _new_flush(control: LoadControl, name: str, seen: int) -> FlushTiming | None:
+    """The sink's flush after the first ``seen`` ones, if the wrapper noted one."""
+    flushes = control.flushes(SINK[name])
+    return flushes[-1] if len(flushes) > seen else None
 
 
 async def _flush(handler: Any, *, finish: bool = False) -> tuple[Any, float]:
     """``aflush_tracker`` and its wall time, in seconds."""
-    started = time.perf_counter()
+    started = time.monotonic()
     result = await handler.aflush_tracker(finish=finish, timeout=FLUSH_TIMEOUT)
-    return result, time.perf_counter() - started
+    return result, time.monotonic() - started
 
 
-async def empty_flushes(handlers: dict[str, Any], n: int) -> dict[str, Any]:
+async def empty_flushes(handlers: dict[str, Any], control: LoadControl, n: int) -> dict[str, Any]:
     """``n`` flushes of an empty queue per handler, taking turns; then ``n`` of both at once."""
     totals: dict[str, list[float]] = {name: [] for name in handlers}
     sinks: dict[str, list[float]] = {name: [] for name in handlers}
@@ -63,53 +69,42 @@ async def empty_flushes(handlers: dict[str, Any], n: int) -> dict[str, Any]:
     names = list(handlers)
     for i in range(n):
         for name in names[i % 2 :] + names[: i % 2]:  # a different one first each round
+            seen = len(control.flushes(SINK[name]))
             result, seconds = await _flush(handlers[name])
+            timing = _new_flush(control, name, seen)
             totals[name].append(seconds)
-            sinks[name].append(controlled(handlers[name]).flush_seconds[-1])
+            sinks[name].append(timing.seconds if timing is not None else float("nan"))
             if not result.ok:
                 errors.append(f"{name}: {result}")
-        started = time.perf_counter()
+        started = time.monotonic()
         await asyncio.gather(*(_flush(h) for h in handlers.values()))
-        both.append(time.perf_counter() - started)
+        both.append(time.monotonic() - started)
     return {"total": totals, "sink": sinks, "both": both, "errors": errors}
 
 
 async def backlog_flush(
-    handlers: dict[str, Any], mix: Mix, n: int, *, finish: bool = False
+    handlers: dict[str, Any], control: LoadControl, mix: Mix, n: int, *, finish: bool = False
 ) -> dict[str, dict[str, Any]]:
     """Enqueue ``n`` events to both handlers, flush both at once; time the two milestones."""
     before = {name: h.stats() for name, h in handlers.items()}
-    seen_flushes = {name: len(controlled(h).flush_seconds) for name, h in handlers.items()}
-    started = time.perf_counter()
+    seen = {name: len(control.flushes(SINK[name])) for name in handlers}
+    started = time.monotonic()
     mix.emit(list(handlers.values()), n)
-    enqueued = time.perf_counter() - started
+    enqueued = time.monotonic() - started
     returned: dict[str, float] = {}
     results: dict[str, Any] = {}
 
     async def flush(name: str) -> None:
         results[name] = await handlers[name].aflush_tracker(finish=finish, timeout=FLUSH_TIMEOUT)
-        returned[name] = time.perf_counter() - started
+        returned[name] = time.monotonic() - started
 
-    tasks = [asyncio.ensure_future(flush(name)) for name in handlers]
-    processed: dict[str, float] = {}
-    while len(processed) < len(handlers) and not all(t.done() for t in tasks):
-        now = time.perf_counter() - started
-        for name, handler in handlers.items():
-            done = handler.stats()["processed"] - before[name]["processed"]
-            if name not in processed and done >= n:
-                processed[name] = now
-        await asyncio.sleep(POLL_SECONDS)
-    await asyncio.gather(*tasks)
+    await asyncio.gather(*(flush(name) for name in handlers))
     out: dict[str, dict[str, Any]] = {}
     for name, handler in handlers.items():
-        wrapper = controlled(handler)
-        # A flush that returned between two polls: processing ended by then at the latest.
-        done_at = min(processed.get(name, returned[name]), returned[name])
-        sink = (
-            wrapper.flush_seconds[-1]
-            if len(wrapper.flush_seconds) > seen_flushes[name]
-            else float("nan")
-        )
+        timing = _new_flush(control, name, seen[name])
+        # The barrier reached the sink once every earlier event was written: all processed.
+        done_at = timing.reached - started if timing is not None else float("nan")
+        sink = timing.seconds if timing is not None else float("nan")
         after = handler.stats()
         out[name] = {
             "events": n,
@@ -120,6 +115,7 @@ async def backlog_flush(
             "sink_flush_s": sink,
             "tracker_s": returned[name] - done_at - sink,
             "dropped": after["dropped"] - before[name]["dropped"],
+            "written": after["processed"] - before[name]["processed"],
             "ok": bool(results[name].ok),
             "result": repr(results[name]),
         }
@@ -130,36 +126,46 @@ def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-async def _measure(sizes: Sizes, handlers_a: dict[str, Any]) -> dict[str, Any]:
+async def _measure(sizes: Sizes, handlers: dict[str, Any], control: LoadControl) -> dict[str, Any]:
     """Everything but starting the handlers (that blocks; it happens outside the loop)."""
     raw: dict[str, Any] = {}
     log(f"flush: {sizes.flush_empty} empty flushes per handler")
-    raw["empty"] = await empty_flushes(handlers_a, sizes.flush_empty)
+    raw["empty"] = await empty_flushes(handlers, control, sizes.flush_empty)
     log(f"flush: finish=True on both with {sizes.finish_backlog} events queued")
-    raw["finish_small"] = await backlog_flush(handlers_a, Mix(), sizes.finish_backlog, finish=True)
+    raw["finish_small"] = await backlog_flush(
+        handlers, control, Mix(), sizes.finish_backlog, finish=True
+    )
     return raw
 
 
-async def _measure_backlog(sizes: Sizes, handlers_b: dict[str, Any]) -> dict[str, Any]:
+async def _measure_backlog(
+    sizes: Sizes, handlers: dict[str, Any], control: LoadControl
+) -> dict[str, Any]:
     raw: dict[str, Any] = {"rounds": []}
     mix = Mix()
     for i in range(sizes.flush_rounds):
         log(f"flush: round {i + 1}/{sizes.flush_rounds}, {sizes.flush_events} events, then flush")
-        raw["rounds"].append(await backlog_flush(handlers_b, mix, sizes.flush_events))
-        await asyncio.sleep(1.0)  # let Comet's offline streamer (in its child) catch up a bit
+        raw["rounds"].append(await backlog_flush(handlers, control, mix, sizes.flush_events))
+        await asyncio.sleep(1.0)  # let Comet's offline streamer (in the worker) catch up a bit
     log(f"flush: finish=True on both right after {sizes.flush_events} events")
-    raw["finish_backlog"] = await backlog_flush(handlers_b, mix, sizes.flush_events, finish=True)
+    raw["finish_backlog"] = await backlog_flush(
+        handlers, control, mix, sizes.flush_events, finish=True
+    )
     return raw
 
 
 def run(sizes: Sizes, tmp: Path) -> Table:
-    """Measure the flushes on two pairs of handlers (the first pair is finished halfway)."""
+    """Measure the flushes on two pairs of handlers (the first pair is finished halfway).
+
+    Each pair has a worker of its own: finishing both handlers of pair 1 stops the first worker
+    (the last handler of a process gone), and pair 2 starts a new one.
+    """
     log("flush: starting handlers (pair 1)")
-    handlers_a, _ = _start(tmp / "offline-1")
-    raw = asyncio.run(_measure(sizes, handlers_a))
+    handlers_a, control_a = _start(tmp / "offline-1")
+    raw = asyncio.run(_measure(sizes, handlers_a, control_a))
     log("flush: starting handlers (pair 2)")
-    handlers_b, _ = _start(tmp / "offline-2")
-    raw.update(asyncio.run(_measure_backlog(sizes, handlers_b)))
+    handlers_b, control_b = _start(tmp / "offline-2")
+    raw.update(asyncio.run(_measure_backlog(sizes, handlers_b, control_b)))
     return _table(sizes, raw)
 
 
@@ -290,18 +296,25 @@ def _table(sizes: Sizes, raw: dict[str, Any]) -> Table:
             errors.append(m["result"])
     table.notes += [
         "Both handlers attached, all features on (stream_logs, complexity metrics, "
-        "visualizations), SDKs offline in their default child processes; events are "
-        "capacity.py's mix (on_chain_start, on_llm_new_token, on_tool_end), sent to both "
-        "handlers; both flushes awaited at once with asyncio.gather on the caller's loop.",
-        "'Backend's own flush' is the real sink's flush() as timed by a wrapper around it "
-        "(benchmarks/load.py, via _wrap_sink=): for the child-process sinks that is the pipe "
-        "round trip plus, in the child, building and logging the session tables and the SDK's "
+        "visualizations), SDKs offline; both pipelines in the one tracker worker this process "
+        "starts (python -m workers.worker, the default), a new worker for each pair of "
+        "handlers; events are capacity.py's mix (on_chain_start, on_llm_new_token, "
+        "on_tool_end), sent to both handlers; both flushes awaited at once with "
+        "asyncio.gather on the caller's loop.",
+        "'Backend's own flush' is the real sink's flush() as timed by a wrapper around it in "
+        "the worker (benchmarks/load.py ControlledSink, built by the worker from a SinkSpec; "
+        "it reports through a file): building and logging the session tables and the SDK's "
         "flush (ClearML: report_text of the tables when stream_logs is on, then "
         "task.flush(wait_for_uploads=True); Comet: log_table / log_asset_data; with finish, "
-        "close + zip or end() + zip). 'Tracker's share' = flush wall time - that.",
-        "Processed / returned are seconds from the first enqueue; 'processed' = "
-        f"stats()['processed'] covers the events (polled every {POLL_SECONDS * 1e3:.0f} ms), "
-        "so 'returned - processed' has that resolution.",
+        "close + zip or end() + zip). 'Tracker's share' = flush wall time - processing - "
+        "that: for an empty queue, the barrier's way to the sink (this process's queue, the "
+        "background thread, the pipe, the worker's queue) and the result's way back; after a "
+        "backlog, the way back only (the way there overlaps the processing).",
+        "Processed / returned are seconds from the first enqueue on time.monotonic() (one "
+        "clock for both processes on Linux); 'processed' = the flush barrier reached the sink "
+        "in the worker, i.e. every earlier event was written to it (the wrapper notes the "
+        "time). The worker reports stats() to this process only every 0.1 s, too coarse for "
+        "this.",
         f"Backlog rounds: {sizes.flush_rounds}, 1 s apart; medians shown. The finish rows use "
         "fresh handlers for the small backlog (only the empty flushes ran on them before), and "
         "the rounds' handlers for the N-event finish (Comet's offline streamer then still "

@@ -1,9 +1,17 @@
 """Load helpers for the flush and memory phases: a controllable sink wrapper, an event mix, RSS.
 
-:class:`ControlledSink` goes around a handler's real sink through the handlers' private
-``_wrap_sink=`` keyword (the hook the tests use for fault injection). It can pause writes, slow
-them to a given rate, and it times the real sink's own flush, so a phase can tell the tracker's
-share of a flush from the backend's.
+:class:`ControlledSink` goes around a handler's real sink where that sink runs: in the tracker
+worker (``python -m workers.worker``, what users run), built there from a
+:class:`~workers.sinks.spec.SinkSpec` (``benchmarks.load.ControlledSink`` with the real sink's
+spec as ``inner``), or in this process under :func:`tracker.testing.wrap_sinks` (the debugging
+mode). It can pause writes, slow them to a given rate, and it times the real sink's own flush, so
+a phase can tell the tracker's share of a flush from the backend's.
+
+The benchmark cannot hold a wrapper that lives in another process, so :class:`LoadControl`
+drives it through files in a folder: a ``paused`` file pauses writes while it exists, a ``rate``
+file holds events per second, and the wrapper appends one line per flush of its sink to
+``flush-<sink name>``: when the barrier reached the sink (``time.monotonic()``, a system-wide
+clock on Linux, so comparable across processes) and how long the real flush took.
 """
 
 from __future__ import annotations
@@ -11,11 +19,13 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
+import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -25,6 +35,7 @@ from workers.counters import Counters
 from workers.flush import FlushRequest
 from workers.records import Record
 from workers.sinks.base import Sink
+from workers.sinks.spec import SinkSpec
 
 MB = 1024 * 1024
 
@@ -32,22 +43,27 @@ MB = 1024 * 1024
 class ControlledSink(Sink):
     """Delegates to ``inner``; writes can be paused or throttled, flushes are timed.
 
-    ``paused`` and ``rate`` are plain attributes set from the benchmark's thread and read on the
-    runtime loop: a stale read only delays the change by one poll, which is harmless here.
+    ``control``: the :class:`LoadControl` folder. The wrapper looks at it on every write (a
+    ``stat`` and a small read: microseconds per batch of up to 512 events) and polls it every
+    5 ms while paused.
     """
 
-    def __init__(self, inner: Sink) -> None:
-        """Wrap ``inner`` (the handler's real sink, a RemoteSink by default)."""
+    def __init__(self, inner: Sink | SinkSpec, *, control: str) -> None:
+        """Wrap ``inner`` (built here first when it is a spec: in the worker, the real sink)."""
+        if isinstance(inner, SinkSpec):
+            inner = inner.build()
         self.inner = inner
+        self.control = control
         self.name = inner.name
         self.needs_complexity = inner.needs_complexity
         self.needs_pages = inner.needs_pages
-        #: While True, ``write`` waits (the pipeline stops taking batches; events stay queued).
-        self.paused = False
-        #: Events per second a write may go at (sleeps ``len(records) / rate`` first); None: free.
-        self.rate: float | None = None
-        #: Seconds each ``inner.flush`` took (the backend's own flush, seen from the pipeline).
-        self.flush_seconds: list[float] = []
+        self._paused = os.path.join(control, "paused")
+        self._rate = os.path.join(control, "rate")
+        self._flushes = os.path.join(control, f"flush-{inner.name}")
+
+    def fresh(self) -> ControlledSink:
+        """A twin around a fresh inner sink (a forked child's)."""
+        return ControlledSink(self.inner.fresh(), control=self.control)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -66,11 +82,13 @@ class ControlledSink(Sink):
     def archive_path(self, value: Any) -> None:
         self.inner.archive_path = value
 
-    @property
-    def pid(self) -> int | None:
-        """The sink process's id, when the real sink runs in a child process."""
-        process = getattr(self.inner, "_process", None)
-        return getattr(process, "pid", None)
+    def rate(self) -> float | None:
+        """Events per second a write may go at (None: free)."""
+        try:
+            with open(self._rate, encoding="utf-8") as file:
+                return float(file.read().strip() or 0) or None
+        except (OSError, ValueError):
+            return None
 
     async def open(self) -> None:
         """Open the real sink (with the renderer the pipeline gave this wrapper)."""
@@ -79,20 +97,26 @@ class ControlledSink(Sink):
 
     async def write(self, records: list[Record]) -> None:
         """Wait while paused, sleep per the rate, then write."""
-        while self.paused:
+        while os.path.exists(self._paused):
             await anyio.sleep(0.005)
-        rate = self.rate
+        rate = self.rate()
         if rate:
             await anyio.sleep(len(records) / rate)
         await self.inner.write(records)
 
     async def flush(self, request: FlushRequest) -> None:
-        """Flush the real sink and record how long it took."""
-        started = time.perf_counter()
+        """Flush the real sink; note when the barrier got here and how long the flush took."""
+        reached = time.monotonic()
         try:
             await self.inner.flush(request)
         finally:
-            self.flush_seconds.append(time.perf_counter() - started)
+            took = time.monotonic() - reached
+            with open(self._flushes, "a", encoding="utf-8") as file:
+                file.write(f"{reached!r} {took!r}\n")
+
+    async def log_health(self, values: dict[str, float], step: int) -> None:
+        """The real sink's health logging (the pipeline's own scalars)."""
+        await self.inner.log_health(values, step)
 
     async def reset_counters(self) -> None:
         """Reset the real sink's counters."""
@@ -103,25 +127,58 @@ class ControlledSink(Sink):
         await self.inner.close()
 
 
-@dataclass
-class Wrappers:
-    """Collects the :class:`ControlledSink` of each handler built with :meth:`wrap`."""
+@dataclass(frozen=True)
+class FlushTiming:
+    """One flush as the wrapper saw it: when the barrier reached the sink, the real flush's time.
 
-    made: list[ControlledSink] = field(default_factory=list)
+    ``reached`` is ``time.monotonic()`` in the process the sink runs in (system-wide on Linux).
+    """
+
+    reached: float
+    seconds: float
+
+
+class LoadControl:
+    """This side of the :class:`ControlledSink` wrappers of some handlers: a folder of flags."""
+
+    def __init__(self, folder: Path) -> None:
+        """Use (and create) ``folder``; writes start unpaused and unthrottled."""
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.set()
+
+    def set(self, *, paused: bool = False, rate: float | None = None) -> None:
+        """Pause or resume every wrapper's writes, and set (or lift, None) their rate."""
+        (self.folder / "rate").write_text(repr(float(rate or 0)), encoding="utf-8")
+        flag = self.folder / "paused"
+        if paused:
+            flag.touch()
+        else:
+            flag.unlink(missing_ok=True)
+
+    def spec(self, spec: SinkSpec) -> SinkSpec:
+        """``spec`` wrapped in a :class:`ControlledSink` (built where the sink runs)."""
+        return SinkSpec(
+            f"{__name__}.ControlledSink",
+            {"inner": spec, "control": str(self.folder)},
+            spec.name,
+            spec.needs_complexity,
+            spec.needs_pages,
+            spec.in_process,
+            spec.custom_metrics,
+        )
 
     def wrap(self, sink: Sink) -> Sink:
-        """The ``_wrap_sink=`` callable."""
-        wrapper = ControlledSink(sink)
-        self.made.append(wrapper)
-        return wrapper
+        """For :func:`tracker.testing.wrap_sinks`: wrap a sink built in this process."""
+        return ControlledSink(sink, control=str(self.folder))
 
-
-def controlled(handler: Any) -> ControlledSink:
-    """The wrapper around ``handler``'s sink (the handler was built with ``Wrappers.wrap``)."""
-    sink = handler._sink
-    if not isinstance(sink, ControlledSink):
-        raise TypeError(f"{type(handler).__name__} was not built with a ControlledSink")
-    return sink
+    def flushes(self, sink: str) -> list[FlushTiming]:
+        """Every flush of the sink named ``sink`` ("clearml", "comet") so far, in order."""
+        try:
+            text = (self.folder / f"flush-{sink}").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        return [FlushTiming(*map(float, line.split())) for line in text.splitlines() if line]
 
 
 class Mix:
@@ -180,28 +237,37 @@ def rss(pid: int | None = None) -> int:
         return 0
 
 
-def tree_rss(pid: int | None) -> int:
-    """RSS of ``pid`` plus its descendants (a sink process and its metric workers)."""
+def worker_pid() -> int | None:
+    """The process id of this process's tracker worker, while one runs."""
+    from workers.link import current_link
+
+    link = current_link()
+    return link.worker_pid if link is not None else None
+
+
+def descendants_rss(pid: int | None) -> list[int]:
+    """RSS of each descendant of ``pid`` (the worker's metric processes), in bytes."""
     if pid is None:
-        return 0
+        return []
     try:
-        process = psutil.Process(pid)
-        total = int(process.memory_info().rss)
-        for child in process.children(recursive=True):
-            try:
-                total += int(child.memory_info().rss)
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                pass
-        return total
+        children = psutil.Process(pid).children(recursive=True)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return 0
+        return []
+    sizes = []
+    for child in children:
+        try:
+            sizes.append(int(child.memory_info().rss))
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return sizes
 
 
 def trim() -> bool:
     """Collect garbage and ask glibc to give free heap pages back to the OS (``malloc_trim``).
 
     Comparing RSS before and after tells memory still referenced (a leak, or a cache) from memory
-    merely kept by the allocator. Returns False where glibc is not available.
+    merely kept by the allocator. Returns False where glibc is not available. Only this process:
+    the worker's allocator is its own.
     """
     gc.collect()
     name = ctypes.util.find_library("c")
@@ -215,27 +281,56 @@ def trim() -> bool:
     return True
 
 
-@dataclass
+#: What a :class:`Sample` can be asked for (see :meth:`Sample.of`).
+WHO = ("parent", "worker", "helpers", "largest helper", "worker tree", "all")
+
+
+@dataclass(frozen=True)
 class Sample:
-    """One RSS reading: seconds since the sampler started, parent bytes, bytes per child tree."""
+    """One reading, in bytes: this process, its tracker worker, the worker's descendants.
+
+    ``helpers`` is the sum over the worker's descendants (its metric processes, when it started
+    any), ``largest_helper`` the largest of them, ``helper_count`` how many there were.
+    """
 
     t: float
     parent: int
-    children: dict[str, int]
+    worker: int
+    helpers: int
+    largest_helper: int
+    helper_count: int
+
+    def of(self, who: str) -> int:
+        """One of :data:`WHO`: ``worker tree`` = worker + helpers, ``all`` = parent + tree."""
+        if who == "parent":
+            return self.parent
+        if who == "worker":
+            return self.worker
+        if who == "helpers":
+            return self.helpers
+        if who == "largest helper":
+            return self.largest_helper
+        if who == "worker tree":
+            return self.worker + self.helpers
+        if who == "all":
+            return self.parent + self.worker + self.helpers
+        raise ValueError(f"who must be one of {WHO}, got {who!r}")
 
 
 class RssSampler:
-    """Samples this process's RSS and named child process trees every ``interval`` seconds.
+    """Samples the RSS of this process, its tracker worker and the worker's descendants.
 
-    ``mark(label)`` notes the time of a milestone so :meth:`peak` can be asked between marks.
+    Every ``interval`` seconds, in a thread; the worker is looked up at each reading (a
+    restarted worker is followed). ``mark(label)`` notes the time of a milestone so
+    :meth:`between` can select the readings from one mark to another.
     """
 
-    def __init__(self, children: dict[str, int | None], interval: float = 0.5) -> None:
-        """``children``: label → pid of a sink process (None: not a child process)."""
-        self.children = {name: pid for name, pid in children.items() if pid is not None}
+    def __init__(self, interval: float = 0.5) -> None:
+        """Sample every ``interval`` seconds once entered."""
         self.interval = interval
         self.samples: list[Sample] = []
         self.marks: dict[str, float] = {}
+        self.helpers_seen = 0
         self._stop = threading.Event()
         self._started = time.perf_counter()
         self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
@@ -255,11 +350,17 @@ class RssSampler:
 
     def take(self) -> Sample:
         """Read every RSS now (also recorded)."""
+        pid = worker_pid()
+        helpers = descendants_rss(pid)
         sample = Sample(
             self.now(),
             rss(),
-            {name: tree_rss(pid) for name, pid in self.children.items()},
+            rss(pid) if pid is not None else 0,
+            sum(helpers),
+            max(helpers, default=0),
+            len(helpers),
         )
+        self.helpers_seen = max(self.helpers_seen, len(helpers))
         self.samples.append(sample)
         return sample
 
@@ -281,23 +382,29 @@ class RssSampler:
 
     @staticmethod
     def peak(samples: Sequence[Sample], who: str = "parent") -> int:
-        """The largest RSS among ``samples`` for ``who`` ("parent" or a child label)."""
-        values = [s.parent if who == "parent" else s.children.get(who, 0) for s in samples]
-        return max(values, default=0)
+        """The largest RSS among ``samples`` for ``who`` (one of :data:`WHO`)."""
+        return max((s.of(who) for s in samples), default=0)
 
 
 def settle(seconds: float, sampler: RssSampler, who: str = "parent") -> int:
     """Median RSS of ``who`` over ``seconds`` of extra readings (a steadier level than one)."""
-    values: list[int] = []
+    return settle_all(seconds, sampler)[who]
+
+
+def settle_all(seconds: float, sampler: RssSampler) -> dict[str, int]:
+    """Median RSS of each of :data:`WHO` over ``seconds`` of extra readings."""
+    samples: list[Sample] = []
     deadline = time.perf_counter() + seconds
     while True:
-        sample = sampler.take()
-        values.append(sample.parent if who == "parent" else sample.children.get(who, 0))
+        samples.append(sampler.take())
         if time.perf_counter() >= deadline:
             break
         time.sleep(0.1)
-    values.sort()
-    return values[len(values) // 2]
+    medians = {}
+    for who in WHO:
+        values = sorted(s.of(who) for s in samples)
+        medians[who] = values[len(values) // 2]
+    return medians
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, poll: float = 0.005) -> bool:

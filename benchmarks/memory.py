@@ -1,20 +1,30 @@
 """Target 6, memory: RSS under overload (slow sinks), and over a million events without a flush.
 
-Both our handlers, all features on, SDKs offline in their default child processes, with a
-modest ``queue_size`` (``Sizes.memory_queue``) so that a full queue is a bound worth checking.
-Each sink is wrapped in a :class:`~benchmarks.load.ControlledSink` (via the handlers' private
-``_wrap_sink=``) that can pause or throttle its writes. A sampler thread reads the RSS of this
-process and of each sink process tree (psutil) every 0.5 s.
+Both our handlers, all features on, SDKs offline, their pipelines in the tracker worker (the
+default: one ``python -m workers.worker`` per application process), with a modest
+``queue_size`` (``Sizes.memory_queue``) so that a full queue is a bound worth checking. Each
+sink is wrapped, in the worker, in a :class:`~benchmarks.load.ControlledSink` that can pause or
+throttle its writes (driven through files by :class:`~benchmarks.load.LoadControl`). A sampler
+thread reads, every 0.5 s (psutil), the RSS of this process ("parent"), of the tracker worker,
+and of the worker's descendants (the metric processes it may start).
 
-1. Bytes per queued event: with both sinks paused, enqueue ``queue_size`` events (capacity.py's
-   mix) to both handlers; the RSS growth (after ``gc`` + ``malloc_trim``) divided by the events
-   queued; and again under ``tracemalloc`` (Python allocations only). The queue's bound is
-   ``queue_size`` x the larger of the two x 2 handlers.
+Where an event can be held: this process's queue (``queue_size`` per handler), the frames this
+process keeps to resend the open session to a new worker if the worker dies (encoded, up to 64 MB
+per handler, released at a flush only for sinks that store as they go: offline, at finish), the
+pipe, and the worker's queue (``queue_size`` per handler) and pipeline.
+
+1. Bytes per event, sinks paused: (A) ``queue_size`` events (capacity.py's mix) to both
+   handlers: they all move on to the worker; the parent keeps their frames. (B) as many again:
+   the worker's queues are full, so they stay in the parent's queues. RSS growth (after ``gc`` +
+   ``malloc_trim`` in the parent) per event of each kind, and (B) again under ``tracemalloc``
+   (Python allocations only). The parent's bound: ``queue_size`` x the larger of the two x 2
+   handlers, plus the resend buffer's growth (its exact size is read from the handlers).
 2. Overload: the sinks throttled to ``SINK_RATE`` events/s, producers at 10x that for
    ``Sizes.memory_seconds``; then the throttle is lifted and both handlers flushed.
 3. A million events (``Sizes.memory_events``) to both handlers with no flush, producers waiting
-   whenever a queue is half full (so nothing is dropped and every event reaches the session
-   tables); then one flush.
+   whenever a handler's backlog (its queue here plus its queue in the worker) is half of
+   ``queue_size`` (so nothing is dropped and every event reaches the session tables); then one
+   flush. Peaks cover the events and the flush.
 """
 
 from __future__ import annotations
@@ -30,14 +40,14 @@ import psutil
 from benchmarks.common import Sizes, Table, log, met
 from benchmarks.load import (
     MB,
+    LoadControl,
     Mix,
     RssSampler,
-    Wrappers,
-    controlled,
     fmt_mb,
-    settle,
+    settle_all,
     trim,
     wait_until,
+    worker_pid,
 )
 from benchmarks.subjects import our_handlers
 
@@ -49,6 +59,7 @@ NEAR_BASELINE = 32 * MB  # "back near the baseline": at most this much above it
 TARGET_RSS = 200 * MB
 FLUSH_TIMEOUT = 300.0
 FINISH_TIMEOUT = 240.0
+SETTLE_TIMEOUT = 20.0
 
 
 def _flush_all(handlers: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -56,56 +67,114 @@ def _flush_all(handlers: dict[str, Any], timeout: float) -> dict[str, Any]:
     return {name: h.flush_tracker(timeout=timeout) for name, h in handlers.items()}
 
 
-def _set(handlers: dict[str, Any], *, paused: bool = False, rate: float | None = None) -> None:
-    for handler in handlers.values():
-        wrapper = controlled(handler)
-        wrapper.paused = paused
-        wrapper.rate = rate
+def _local_depth(handlers: dict[str, Any]) -> int:
+    """Events waiting in this process's queues (not yet sent to the worker)."""
+    return sum(h._pipeline.queue.depth for h in handlers.values())
 
 
-def bytes_per_event(handlers: dict[str, Any], n: int, sampler: RssSampler) -> dict[str, float]:
-    """RSS and tracemalloc growth per queued event, with the sinks paused."""
+def _resend_bytes(handlers: dict[str, Any]) -> int:
+    """Bytes of encoded frames this process keeps to resend the open sessions (a worker death)."""
+    return sum(getattr(h._pipeline, "_retained_bytes", 0) for h in handlers.values())
+
+
+def _steady(handlers: dict[str, Any], timeout: float = SETTLE_TIMEOUT) -> None:
+    """Wait until the background thread stopped moving events (its queues' depth holds still)."""
+    last = -1
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        depth = _local_depth(handlers)
+        if depth == last:
+            return
+        last = depth
+        time.sleep(0.3)
+
+
+def _where(handlers: dict[str, Any]) -> dict[str, int]:
+    """Where the pending events are: here, in the worker's queues (as last reported)."""
+    local = _local_depth(handlers)
+    total = sum(h.stats()["queue_depth"] for h in handlers.values())
+    return {"here": local, "worker": total - local, "resend_bytes": _resend_bytes(handlers)}
+
+
+def bytes_per_event(
+    handlers: dict[str, Any], control: LoadControl, n: int, sampler: RssSampler
+) -> dict[str, Any]:
+    """RSS (and tracemalloc) growth per event, sinks paused: sent on to the worker, queued here."""
     everyone = list(handlers.values())
-    _set(handlers, paused=True)
+    dropped_before = sum(h.stats()["dropped"] for h in everyone)
+    control.set(paused=True)
     trim()
-    before = settle(1.0, sampler)
-    Mix().emit(everyone, n)
+    before = settle_all(1.0, sampler)
+    resend0 = _resend_bytes(handlers)
+    Mix().emit(everyone, n)  # (A): the worker's queues take them
+    _steady(handlers)
     trim()
-    after = settle(1.0, sampler)
-    depth = {name: h.stats()["queue_depth"] for name, h in handlers.items()}
-    dropped = sum(h.stats()["dropped"] for h in everyone)
-    _set(handlers)
+    after_a = settle_all(1.0, sampler)
+    where_a = _where(handlers)
+    Mix().emit(everyone, n)  # (B): the worker's queues are full; these stay here
+    _steady(handlers)
+    trim()
+    after_b = settle_all(1.0, sampler)
+    where_b = _where(handlers)
+    dropped = sum(h.stats()["dropped"] for h in everyone) - dropped_before
+    control.set()
     _flush_all(handlers, FLUSH_TIMEOUT)
 
-    _set(handlers, paused=True)
+    # tracemalloc, (B) only: fill the worker's queues first, untraced.
+    control.set(paused=True)
+    Mix().emit(everyone, n)
+    _steady(handlers)
     trim()
+    traced_where = _where(handlers)
     tracemalloc.start()
     traced_before = tracemalloc.get_traced_memory()[0]
     Mix().emit(everyone, n)
+    _steady(handlers)
     gc.collect()
     traced_after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
-    _set(handlers)
+    traced_where_after = _where(handlers)
+    control.set()
     _flush_all(handlers, FLUSH_TIMEOUT)
     trim()
-    events = 2 * n
+
+    sent_a = 2 * n - where_a["here"]  # events that reached the worker in (A)
+    resend_a = where_a["resend_bytes"] - resend0
+    here_b = where_b["here"] - where_a["here"]
+    resend_b = where_b["resend_bytes"] - where_a["resend_bytes"]
+    here_t = traced_where_after["here"] - traced_where["here"]
+    resend_t = traced_where_after["resend_bytes"] - traced_where["resend_bytes"]
     return {
-        "events": events,
-        "rss_delta": after - before,
-        "rss_per_event": (after - before) / events,
-        "traced_delta": traced_after - traced_before,
-        "traced_per_event": (traced_after - traced_before) / events,
-        "queue_depth_paused": depth,
+        "events": 2 * n,
+        "before": before,
+        "after_a": after_a,
+        "after_b": after_b,
+        "where_a": where_a,
+        "where_b": where_b,
         "dropped": dropped,
+        # (A): sent to the worker; this process keeps their frames.
+        "sent_a": sent_a,
+        "resend_per_event": resend_a / max(1, sent_a),
+        "parent_sent_per_event": (after_a["parent"] - before["parent"]) / max(1, sent_a),
+        "worker_per_event": (after_a["worker tree"] - before["worker tree"]) / max(1, sent_a),
+        # (B): queued here (frames of the few the worker still took subtracted).
+        "queued_b": here_b,
+        "rss_per_event": (after_b["parent"] - after_a["parent"] - resend_b) / max(1, here_b),
+        "queued_traced": here_t,
+        "traced_delta": traced_after - traced_before,
+        "traced_per_event": (traced_after - traced_before - resend_t) / max(1, here_t),
     }
 
 
-def overload(handlers: dict[str, Any], seconds: float, sampler: RssSampler) -> dict[str, Any]:
+def overload(
+    handlers: dict[str, Any], control: LoadControl, seconds: float, sampler: RssSampler
+) -> dict[str, Any]:
     """Producers at 10x the throttled sinks' rate for ``seconds``; then lift it and flush."""
     everyone = list(handlers.values())
     before = {name: h.stats() for name, h in handlers.items()}
+    resend_before = _resend_bytes(handlers)
     producer_rate = SINK_RATE * PRODUCER_FACTOR
-    _set(handlers, rate=SINK_RATE)
+    control.set(rate=SINK_RATE)
     mix = Mix()
     sampler.mark("overload")
     started = time.perf_counter()
@@ -122,7 +191,8 @@ def overload(handlers: dict[str, Any], seconds: float, sampler: RssSampler) -> d
     produced_s = time.perf_counter() - started
     sampler.mark("overload-end")
     during = {name: h.stats() for name, h in handlers.items()}
-    _set(handlers)
+    where = _where(handlers)
+    control.set()
     flush_started = time.perf_counter()
     results = _flush_all(handlers, FLUSH_TIMEOUT)
     flush_s = time.perf_counter() - flush_started
@@ -135,6 +205,9 @@ def overload(handlers: dict[str, Any], seconds: float, sampler: RssSampler) -> d
         "sink_rate": SINK_RATE,
         "processed_during": {n: during[n]["processed"] - before[n]["processed"] for n in handlers},
         "dropped_during": {n: during[n]["dropped"] - before[n]["dropped"] for n in handlers},
+        "where_at_end": where,
+        "resend_growth": _resend_bytes(handlers) - resend_before,
+        "resend_after": _resend_bytes(handlers),
         "flush_s": flush_s,
         "flush_ok": {n: bool(r.ok) for n, r in results.items()},
         "flush": {n: repr(r) for n, r in results.items()},
@@ -165,7 +238,12 @@ def million(
         mix.emit(everyone, step)
         sent += step
         if sent % report_every < step:
-            log(f"memory: {sent:,} of {n:,} events, parent RSS {fmt_mb(sampler.take().parent)}")
+            now = sampler.take()
+            log(
+                f"memory: {sent:,} of {n:,} events, parent RSS {fmt_mb(now.parent)}, "
+                f"worker {fmt_mb(now.worker)} (+{fmt_mb(now.helpers)} in "
+                f"{now.helper_count} metric processes)"
+            )
     enqueued_s = time.perf_counter() - started
     wait_until(
         lambda: all(
@@ -178,6 +256,7 @@ def million(
     )
     processed_s = time.perf_counter() - started
     sampler.mark("million-processed")
+    resend = _resend_bytes(handlers)
     flush_started = time.perf_counter()
     results = _flush_all(handlers, FLUSH_TIMEOUT)
     flush_s = time.perf_counter() - flush_started
@@ -194,12 +273,15 @@ def million(
         "processed": {
             name: after[name]["processed"] - before[name]["processed"] for name in handlers
         },
+        "resend_bytes": resend,
+        "unprotected": {name: after[name]["unprotected"] for name in handlers},
     }
 
 
-def _finish(handlers: dict[str, Any], pids: dict[str, int | None]) -> dict[str, str]:
-    """Finish both handlers; stop a sink process still running afterwards (ours, by pid)."""
+def _finish(handlers: dict[str, Any]) -> dict[str, str]:
+    """Finish both handlers; then the worker should exit (the last handler is gone)."""
     done: dict[str, str] = {}
+    pid = worker_pid()
     for name, handler in handlers.items():
         log(f"memory: finishing {name}")
         started = time.perf_counter()
@@ -207,93 +289,90 @@ def _finish(handlers: dict[str, Any], pids: dict[str, int | None]) -> dict[str, 
         done[name] = f"{time.perf_counter() - started:.1f} s, ok={result.ok}"
         if not result.ok:
             done[name] += f" ({result})"
-    for name, pid in pids.items():
-        if pid is None:
-            continue
+    if pid is not None:
+        started = time.perf_counter()
         try:
-            process = psutil.Process(pid)
-            process.wait(timeout=10)
+            psutil.Process(pid).wait(timeout=15)
+            done["worker"] = f"exited {time.perf_counter() - started:.1f} s after the finish"
         except psutil.NoSuchProcess:
-            continue
+            done["worker"] = "exited with the finish"
         except psutil.TimeoutExpired:
-            process.kill()
-            done[name] += "; its sink process was still running and was killed"
+            done["worker"] = "still running 15 s after the finish"
     return done
+
+
+def _peaks(samples: list[Any], sampler: RssSampler) -> dict[str, int]:
+    return {
+        who: sampler.peak(samples, who)
+        for who in ("parent", "worker", "helpers", "largest helper", "worker tree", "all")
+    }
 
 
 def run(sizes: Sizes, tmp: Path) -> list[Table]:
     """Both parts on one pair of handlers; returns the overload table and the million table."""
     log(f"memory: starting handlers (queue_size={sizes.memory_queue:,})")
-    wrappers = Wrappers()
+    control = LoadControl(tmp / "control")
     clearml, comet = our_handlers(
-        tmp / "offline",
-        all_features=True,
-        queue_size=sizes.memory_queue,
-        wrap_sink=wrappers.wrap,
+        tmp / "offline", all_features=True, queue_size=sizes.memory_queue, control=control
     )
     handlers = {"ClearML": clearml, "Comet": comet}
-    pids = {name: controlled(h).pid for name, h in handlers.items()}
-    raw: dict[str, Any] = {"queue_size": sizes.memory_queue, "pids": pids}
-    with RssSampler(pids) as sampler:
+    raw: dict[str, Any] = {"queue_size": sizes.memory_queue, "worker_pid": worker_pid()}
+    with RssSampler() as sampler:
         trim()
         sampler.mark("baseline")
-        baseline = settle(2.0, sampler)
-        children_base = {name: settle(0.0, sampler, name) for name in sampler.children}
-        raw["baseline"] = baseline
-        raw["children_baseline"] = children_base
-        log(f"memory: baseline RSS {fmt_mb(baseline)}; bytes per queued event")
-        raw["per_event"] = per = bytes_per_event(handlers, sizes.memory_queue, sampler)
+        raw["baseline"] = baseline = settle_all(2.0, sampler)
         log(
-            f"memory: {per['rss_per_event']:.0f} B/event (RSS), "
-            f"{per['traced_per_event']:.0f} B/event (tracemalloc)"
+            f"memory: baseline RSS parent {fmt_mb(baseline['parent'])}, worker "
+            f"{fmt_mb(baseline['worker'])}; bytes per event"
         )
+        raw["per_event"] = per = bytes_per_event(handlers, control, sizes.memory_queue, sampler)
+        log(
+            f"memory: queued here {per['rss_per_event']:.0f} B/event (RSS), "
+            f"{per['traced_per_event']:.0f} B/event (tracemalloc); sent on "
+            f"{per['parent_sent_per_event']:.0f} B/event here, "
+            f"{per['worker_per_event']:.0f} B/event in the worker"
+        )
+        trim()
+        raw["overload_baseline"] = settle_all(1.0, sampler)
         log(f"memory: overload for {sizes.memory_seconds:.0f} s")
-        raw["overload"] = overload(handlers, sizes.memory_seconds, sampler)
-        trim_ok = True
-        raw["overload_after"] = settle(2.0, sampler)
-        trim_ok = trim()
-        raw["overload_after_trim"] = settle(1.0, sampler)
-        raw["trim"] = trim_ok
-        raw["overload_peak"] = sampler.peak(sampler.between("overload", "overload-end"))
-        raw["overload_flush_peak"] = sampler.peak(
-            sampler.between("overload-end", "overload-flushed")
+        raw["overload"] = overload(handlers, control, sizes.memory_seconds, sampler)
+        raw["overload_after"] = settle_all(2.0, sampler)
+        raw["trim"] = trim()
+        raw["overload_after_trim"] = settle_all(1.0, sampler)
+        raw["overload_peak"] = _peaks(sampler.between("overload", "overload-end"), sampler)
+        raw["overload_flush_peak"] = _peaks(
+            sampler.between("overload-end", "overload-flushed"), sampler
         )
-        raw["overload_children_peak"] = {
-            name: sampler.peak(sampler.between("overload", "overload-flushed"), name)
-            for name in sampler.children
-        }
+        raw["overload_all_peak"] = _peaks(sampler.between("overload", "overload-flushed"), sampler)
         log(f"memory: {sizes.memory_events:,} events without a flush")
         trim()
-        raw["million_baseline"] = settle(1.0, sampler)
+        raw["million_baseline"] = settle_all(1.0, sampler)
         raw["million"] = million(handlers, sizes.memory_events, sizes.memory_queue, sampler)
-        events = sampler.between("million", "million-processed")
-        flush = sampler.between("million-processed", "million-flushed")
-        raw["million_peak"] = sampler.peak(events)
-        raw["million_flush_peak"] = sampler.peak(flush)
-        raw["million_children_peak"] = {name: sampler.peak(events, name) for name in pids}
-        raw["million_children_flush_peak"] = {name: sampler.peak(flush, name) for name in pids}
-        raw["million_after"] = settle(2.0, sampler)
+        raw["million_peak"] = _peaks(sampler.between("million", "million-processed"), sampler)
+        raw["million_flush_peak"] = _peaks(
+            sampler.between("million-processed", "million-flushed"), sampler
+        )
+        raw["million_all_peak"] = _peaks(sampler.between("million", "million-flushed"), sampler)
+        raw["million_after"] = settle_all(2.0, sampler)
         trim()
-        raw["million_after_trim"] = settle(1.0, sampler)
-        raw["million_children_after"] = {
-            name: settle(0.0, sampler, name) for name in sampler.children
-        }
-    raw["finish"] = _finish(handlers, pids)
+        raw["million_after_trim"] = settle_all(1.0, sampler)
+        raw["helpers_seen"] = sampler.helpers_seen
+    raw["finish"] = _finish(handlers)
     return [_overload_table(sizes, raw), _million_table(sizes, raw)]
 
 
 def _bound(raw: dict[str, Any]) -> tuple[float, float]:
-    """(bytes per queued event used, the queues' bound in bytes) — both handlers' queues."""
+    """(bytes per event queued here, the parent's bound: both queues + the resend growth)."""
     per = raw["per_event"]
     per_event = max(per["rss_per_event"], per["traced_per_event"])
-    return per_event, raw["queue_size"] * per_event * 2
+    return per_event, raw["queue_size"] * per_event * 2 + raw["overload"]["resend_growth"]
 
 
 def _overload_table(sizes: Sizes, raw: dict[str, Any]) -> Table:
     o = raw["overload"]
     per_event, bound = _bound(raw)
-    baseline = raw["baseline"]
-    peak = raw["overload_peak"]
+    baseline = raw["overload_baseline"]["parent"]
+    peak = raw["overload_peak"]["parent"]
     growth = peak - baseline
     table = Table(
         id="memory-overload",
@@ -307,8 +386,9 @@ def _overload_table(sizes: Sizes, raw: dict[str, Any]) -> Table:
     check = "RSS growth ≤ queues' bound + 64 MB"
     table.verdicts[check] = ok_rss
     table.measured[check] = (
-        f"+{fmt_mb(growth)} (peak {fmt_mb(peak)}); bound {fmt_mb(bound)} "
-        f"= 2 x {sizes.memory_queue:,} x {per_event:.0f} B"
+        f"parent +{fmt_mb(growth)} (peak {fmt_mb(peak)}); bound {fmt_mb(bound)} "
+        f"= 2 x {sizes.memory_queue:,} x {per_event:.0f} B + resend buffer "
+        f"+{fmt_mb(o['resend_growth'])}"
     )
     balanced = all(o["balanced"].values())
     check = "enqueued == processed + dropped after the flush"
@@ -317,48 +397,69 @@ def _overload_table(sizes: Sizes, raw: dict[str, Any]) -> Table:
         f"{n}: {s['enqueued']:,} = {s['processed']:,} + {s['dropped']:,}"
         for n, s in o["stats"].items()
     )
-    after = raw["overload_after"]
+    after = raw["overload_after"]["parent"]
     ok_after = after - baseline <= NEAR_BASELINE
     check = "RSS back near the baseline after the flush (≤ +32 MB)"
     table.verdicts[check] = ok_after
     table.measured[check] = (
-        f"+{fmt_mb(after - baseline)} ({fmt_mb(after)}; after gc + malloc_trim "
-        f"+{fmt_mb(raw['overload_after_trim'] - baseline)})"
+        f"parent +{fmt_mb(after - baseline)} ({fmt_mb(after)}; after gc + malloc_trim "
+        f"+{fmt_mb(raw['overload_after_trim']['parent'] - baseline)}; of which the resend "
+        f"buffer, kept until finish, +{fmt_mb(o['resend_growth'])})"
     )
     per = raw["per_event"]
-    table.add("parent RSS baseline (handlers started, idle)", fmt_mb(baseline), "—", "—")
+    first = raw["baseline"]
+    table.add(
+        "RSS baseline (handlers started, idle)",
+        f"parent {fmt_mb(first['parent'])}, tracker worker {fmt_mb(first['worker'])} "
+        f"(+{fmt_mb(first['helpers'])} descendants)",
+        "—",
+        "—",
+    )
     table.add(
         "bytes per queued event: RSS / tracemalloc",
-        f"{per['rss_per_event']:.0f} B / {per['traced_per_event']:.0f} B "
-        f"({per['events']:,} events queued with the sinks paused)",
+        f"{per['rss_per_event']:.0f} B / {per['traced_per_event']:.0f} B per event queued in "
+        f"this process ({per['queued_b']:,} and {per['queued_traced']:,} events held here with "
+        "the sinks paused and the worker's queues full)",
+        "—",
+        "—",
+    )
+    table.add(
+        "bytes per event sent on to the worker",
+        f"this process {per['parent_sent_per_event']:.0f} B RSS (the resend buffer holds "
+        f"{per['resend_per_event']:.0f} B encoded per event); tracker worker "
+        f"{per['worker_per_event']:.0f} B ({per['sent_a']:,} events in the worker's queues, "
+        "sinks paused)",
         "—",
         "—",
     )
     table.add(
         "the queues' bound",
-        f"{fmt_mb(bound)} = 2 handlers x queue_size {sizes.memory_queue:,} x {per_event:.0f} B",
+        f"{fmt_mb(bound)} = 2 handlers x queue_size {sizes.memory_queue:,} x {per_event:.0f} B "
+        f"+ the resend buffer's growth {fmt_mb(o['resend_growth'])} (≤ 64 MB per handler)",
         "—",
         "—",
     )
+    where = o["where_at_end"]
     table.add(
         "load",
         f"producers {o['producer_rate']:,.0f} events/s per handler for {o['seconds']:.1f} s, "
         f"sinks throttled to {o['sink_rate']:,.0f}/s; processed "
         + ", ".join(f"{n} {v:,}" for n, v in o["processed_during"].items())
         + "; dropped "
-        + ", ".join(f"{n} {v:,}" for n, v in o["dropped_during"].items()),
+        + ", ".join(f"{n} {v:,}" for n, v in o["dropped_during"].items())
+        + f"; at the end {where['here']:,} queued here, {where['worker']:,} in the worker",
         "10x",
         "—",
     )
     table.add(
         "parent RSS peak during the overload",
-        f"{fmt_mb(peak)} (+{fmt_mb(growth)})",
+        f"{fmt_mb(peak)} (+{fmt_mb(growth)} over {fmt_mb(baseline)} just before it)",
         f"≤ +{fmt_mb(bound + OVERHEAD_ALLOWED)}",
         met(ok_rss),
     )
     table.add(
         "parent RSS peak during the flush",
-        f"{fmt_mb(raw['overload_flush_peak'])} (flush took {o['flush_s']:.1f} s)",
+        f"{fmt_mb(raw['overload_flush_peak']['parent'])} (flush took {o['flush_s']:.1f} s)",
         "—",
         "—",
     )
@@ -374,30 +475,47 @@ def _overload_table(sizes: Sizes, raw: dict[str, Any]) -> Table:
     table.add(
         "parent RSS after the flush",
         f"{fmt_mb(after)} (+{fmt_mb(after - baseline)}); after gc + malloc_trim "
-        f"{fmt_mb(raw['overload_after_trim'])}",
+        f"{fmt_mb(raw['overload_after_trim']['parent'])}; resend buffer "
+        f"{fmt_mb(o['resend_after'])} (kept until finish)",
         "≤ baseline + 32 MB",
         met(ok_after),
     )
-    for name, peak_child in raw["overload_children_peak"].items():
-        table.add(
-            f"{name} sink process RSS (with its children)",
-            f"baseline {fmt_mb(raw['children_baseline'].get(name, 0))}, peak {fmt_mb(peak_child)}",
-            "—",
-            "—",
-        )
+    both = raw["overload_all_peak"]
+    table.add(
+        "tracker worker RSS (with its descendants)",
+        f"baseline {fmt_mb(raw['overload_baseline']['worker tree'])}, peak over the overload "
+        f"and the flush {fmt_mb(both['worker tree'])} (worker {fmt_mb(both['worker'])}, "
+        f"descendants {fmt_mb(both['helpers'])}); after the flush "
+        f"{fmt_mb(raw['overload_after']['worker tree'])}",
+        "—",
+        "—",
+    )
+    table.add(
+        "everything (parent + worker + descendants)",
+        f"baseline {fmt_mb(raw['overload_baseline']['all'])}, peak {fmt_mb(both['all'])}",
+        "—",
+        "—",
+    )
     table.notes += [
-        "Both handlers attached, all features on, SDKs offline in their default child processes, "
-        f"queue_size={sizes.memory_queue:,} each; capacity.py's event mix sent to both handlers "
-        f"by a paced producer (every {TICK * 1e3:.0f} ms).",
-        "The sinks are slowed by a wrapper passed as _wrap_sink= (benchmarks/load.py): each "
-        "write sleeps len(batch) / rate first; the throttle is lifted before the flush. Events "
-        "beyond the bound are dropped by the queue (drop-newest) and counted.",
-        "Bytes per queued event: both sinks paused (the pipeline holds one converted batch of "
-        "≤ 512 in its stuck write, the rest stays queued as raw events), queue_size events "
-        "enqueued to each handler; RSS growth after gc + malloc_trim, and tracemalloc's traced "
-        "growth in a second run. The bound uses the larger of the two.",
-        "'After the flush' is the median of 2 s of readings once both flushes returned; "
-        "'after gc + malloc_trim' shows what was only kept by the allocator.",
+        "Both handlers attached, all features on, SDKs offline, both pipelines in the one "
+        f"tracker worker (the default), queue_size={sizes.memory_queue:,} each (a queue of that "
+        "size here and one in the worker per handler); capacity.py's event mix sent to both "
+        f"handlers by a paced producer (every {TICK * 1e3:.0f} ms).",
+        "The sinks are slowed in the worker by a wrapper (benchmarks/load.py ControlledSink, "
+        "built by the worker from a SinkSpec, driven through files): each write sleeps "
+        "len(batch) / rate first; the throttle is lifted before the flush. Once the worker's "
+        "queue is full its reader waits, the pipe fills, this process's background thread "
+        "waits, and events beyond this process's queue are dropped (drop-newest) and counted.",
+        "Bytes per event, sinks paused: queue_size events to each handler move on to the "
+        "worker (this process keeps their encoded frames to resend the open session to a new "
+        "worker; offline sessions release them at finish), as many again stay in this "
+        "process's queues; RSS growth after gc + malloc_trim per event of each kind (the "
+        "frames of the few events the worker still took subtracted), and tracemalloc's "
+        "traced growth in a second run. The bound uses the larger of the two.",
+        "Baselines and 'after' are medians of 1 to 2 s of readings; this process's 'after the "
+        "flush' is compared with its level right before the overload (after part 1). The "
+        "worker's allocator is not trimmed (malloc_trim runs in this process only). Sampled "
+        "every 0.5 s with psutil.",
         f"Flush results: {o['flush']}.",
     ]
     return table
@@ -406,41 +524,47 @@ def _overload_table(sizes: Sizes, raw: dict[str, Any]) -> Table:
 def _million_table(sizes: Sizes, raw: dict[str, Any]) -> Table:
     m = raw["million"]
     n = m["events"]
-    peak = raw["million_peak"]
+    peaks = raw["million_all_peak"]
+    start = raw["million_baseline"]
     table = Table(
         id="memory-million",
         title=f"6. Memory (b): {n:,} events without a flush",
-        target="RSS ≤ 200 MB (this process, and each sink process)",
+        target="RSS ≤ 200 MB (this process, and each tracker process: the worker and each of "
+        "its metric processes), over the events and the flush",
         columns=["measurement", "value", "target", "met?"],
         raw={},
     )
-    ok_parent = peak <= TARGET_RSS
-    check = f"parent RSS peak over {n:,} events ≤ 200 MB"
-    table.verdicts[check] = ok_parent
-    table.measured[check] = (
-        f"{fmt_mb(peak)} (start {fmt_mb(raw['million_baseline'])}, "
-        f"+{fmt_mb(peak - raw['million_baseline'])})"
+    checks = (
+        ("parent", "parent RSS", "parent"),
+        ("worker", "tracker worker RSS", "worker"),
+        ("largest helper", "largest metric process RSS", "largest helper"),
     )
-    table.add(
-        "parent RSS: start / peak over the events",
-        f"{fmt_mb(raw['million_baseline'])} / {fmt_mb(peak)}",
-        "≤ 200 MB",
-        met(ok_parent),
-    )
-    for name, child_peak in raw["million_children_peak"].items():
-        ok = child_peak <= TARGET_RSS
-        check = f"{name} sink process RSS peak over {n:,} events ≤ 200 MB"
+    for who, label, key in checks:
+        peak = peaks[key]
+        ok = peak <= TARGET_RSS
+        check = f"{label} peak over {n:,} events and the flush ≤ 200 MB"
         table.verdicts[check] = ok
         table.measured[check] = (
-            f"{fmt_mb(child_peak)} (idle {fmt_mb(raw['children_baseline'].get(name, 0))}; "
-            f"during the flush {fmt_mb(raw['million_children_flush_peak'][name])})"
+            f"{fmt_mb(peak)} (start {fmt_mb(start[who])}; over the events "
+            f"{fmt_mb(raw['million_peak'][key])}, during the flush "
+            f"{fmt_mb(raw['million_flush_peak'][key])})"
         )
+        if who == "largest helper" and raw["helpers_seen"] == 0:
+            table.measured[check] += " — the worker started no metric process"
         table.add(
-            f"{name} sink process RSS: idle / peak over the events",
-            f"{fmt_mb(raw['children_baseline'].get(name, 0))} / {fmt_mb(child_peak)}",
+            f"{label}: start / peak over the events / peak during the flush",
+            f"{fmt_mb(start[who])} / {fmt_mb(raw['million_peak'][key])} / "
+            f"{fmt_mb(raw['million_flush_peak'][key])}",
             "≤ 200 MB",
             met(ok),
         )
+    table.add(
+        "tracker worker with its descendants: start / peak",
+        f"{fmt_mb(start['worker tree'])} / {fmt_mb(peaks['worker tree'])} (at most "
+        f"{raw['helpers_seen']} metric processes seen at once)",
+        "—",
+        "—",
+    )
     table.add(
         "events",
         f"{n:,} to each handler in {m['enqueued_s']:.1f} s, all processed after "
@@ -451,27 +575,40 @@ def _million_table(sizes: Sizes, raw: dict[str, Any]) -> Table:
     )
     table.add(
         "then one flush",
-        f"{m['flush_s']:.1f} s; parent RSS peak {fmt_mb(raw['million_flush_peak'])}; sink "
-        "processes' peaks "
-        + ", ".join(f"{k} {fmt_mb(v)}" for k, v in raw["million_children_flush_peak"].items()),
+        f"{m['flush_s']:.1f} s; peaks during it: parent "
+        f"{fmt_mb(raw['million_flush_peak']['parent'])}, worker "
+        f"{fmt_mb(raw['million_flush_peak']['worker'])}, its descendants "
+        f"{fmt_mb(raw['million_flush_peak']['helpers'])}",
         "—",
         "—",
     )
+    after = raw["million_after"]
     table.add(
         "parent RSS after the flush",
-        f"{fmt_mb(raw['million_after'])}; after gc + malloc_trim "
-        f"{fmt_mb(raw['million_after_trim'])}; sink processes "
-        + ", ".join(f"{k} {fmt_mb(v)}" for k, v in raw["million_children_after"].items()),
+        f"{fmt_mb(after['parent'])}; after gc + malloc_trim "
+        f"{fmt_mb(raw['million_after_trim']['parent'])}; resend buffer "
+        f"{fmt_mb(m['resend_bytes'])} (unprotected events: "
+        + ", ".join(f"{k} {v:,}" for k, v in m["unprotected"].items())
+        + f"); tracker worker {fmt_mb(after['worker'])}, its descendants "
+        f"{fmt_mb(after['helpers'])}",
         "—",
         "—",
     )
     table.notes += [
         f"Same handlers as (a), after it (queue_size={sizes.memory_queue:,}). The producer "
-        "waits whenever a queue is more than half full, so events go at the pipelines' pace and "
-        "every one of them reaches the session tables (rows past 5,000 per table spill to a "
-        "file in the sink process, workers/session.py); no flush until all were processed.",
-        "Sink process RSS includes its descendants (metric worker processes, if started); "
-        "sampled every 0.5 s with psutil.",
+        "waits whenever a handler's backlog (its queue here plus its queue in the worker, as "
+        "stats() reports it) is more than half of queue_size, so events go at the pipelines' "
+        "pace and every one of them reaches the session tables (rows past 5,000 per table "
+        "spill to a file in the worker, workers/session.py); no flush until all were "
+        "processed.",
+        "This process keeps the open sessions' encoded frames (up to 64 MB per handler, "
+        "workers/forwarding.py RESEND_LIMIT_BYTES) to rebuild them in a new worker if the "
+        "worker dies; offline sessions release them only at finish, so they are part of this "
+        "process's RSS here; past the limit the oldest go and their events count as "
+        "'unprotected'.",
+        "The worker's descendants are the metric processes it starts when a batch has 32 or "
+        "more texts (this mix has no on_llm_end, so usually none); sampled every 0.5 s with "
+        "psutil.",
         f"Flush results: {m['flush']}.",
         "Finish at the end of the phase (flush_tracker(finish=True), one after the other): "
         + "; ".join(f"{k} {v}" for k, v in raw["finish"].items())

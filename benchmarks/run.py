@@ -11,7 +11,10 @@ need differently configured handlers):
   ends the previous experiment when a new one starts);
 - ``serving``: target 3 under many concurrent chains, each variant in a process of its own;
 - ``flush``: target 5, aflush_tracker empty, after a backlog, and finish=True;
-- ``memory``: target 6, RSS under overload (slow sinks) and over 1,000,000 events unflushed.
+- ``memory``: target 6, RSS under overload (slow sinks) and over 1,000,000 events unflushed;
+- ``parent_cpu``: the application process's own CPU per callback event while serving, over a
+  no-op handler's (each variant in a process of its own);
+- ``short_script``: a 5-chain script's flush_tracker(finish=True) against the SDK's own close.
 
 The parent merges the tables of the same target.
 
@@ -37,7 +40,16 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path(__file__).resolve().parent / "RESULTS.md"
-PHASES = ("hotpath", "pipeline", "seeds", "serving", "flush", "memory")
+PHASES = (
+    "hotpath",
+    "pipeline",
+    "seeds",
+    "serving",
+    "flush",
+    "memory",
+    "parent_cpu",
+    "short_script",
+)
 PHASE_TIMEOUT = 900
 # The memory phase pushes a million events through both handlers and then finishes them (Comet's
 # end() first writes its offline streamer's backlog): about 15 minutes on a 2-core machine.
@@ -115,6 +127,10 @@ def run_phase(name: str, size: str, result: Path, tmp: Path) -> None:
         from benchmarks import memory
 
         tables = memory.run(sizes, tmp)
+    elif name in ("parent_cpu", "short_script"):
+        from benchmarks import parent_cpu
+
+        tables = parent_cpu.run(name, size, tmp)
     else:
         from benchmarks import chain, hotpath
         from benchmarks.subjects import seed_session

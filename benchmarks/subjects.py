@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import log
+
+if TYPE_CHECKING:
+    from benchmarks.load import LoadControl
 
 # A ~100-word LLM answer: several sentences with named entities, as the seeds' metrics expect.
 ANSWER = (
@@ -51,21 +54,56 @@ class Handlers:
         return [self.clearml, self.comet]
 
 
+def _controlled_classes() -> tuple[type, type]:
+    """The seed classes with their sink wrapped per ``control=`` (see :class:`LoadControl`).
+
+    The seed classes build their own sink spec and hand it to ``SeedCompatibleHandler``; a class
+    placed between the two in the method resolution order wraps that spec, so the handlers are
+    otherwise exactly what users build. Imported lazily: the worker imports ``benchmarks.load``
+    (for the wrapper) and must not import the tracker's handlers with it.
+    """
+    from tracker import ClearMLCallbackHandler, CometCallbackHandler
+    from tracker.seed import SeedCompatibleHandler
+    from workers.sinks.spec import SinkSpec
+
+    class Controlled(SeedCompatibleHandler):
+        def __init__(self, sink: Any, *, control: LoadControl | None = None, **kwargs: Any) -> None:
+            if control is not None:
+                sink = control.spec(sink) if isinstance(sink, SinkSpec) else control.wrap(sink)
+            super().__init__(sink, **kwargs)
+
+    class ControlledClearML(ClearMLCallbackHandler, Controlled):
+        """``ClearMLCallbackHandler``, its sink wrapped per ``control=``."""
+
+    class ControlledComet(CometCallbackHandler, Controlled):
+        """``CometCallbackHandler``, its sink wrapped per ``control=``."""
+
+    return ControlledClearML, ControlledComet
+
+
 def our_handlers(
     offline_dir: Path,
     *,
     all_features: bool,
     queue_size: int,
-    wrap_sink: Callable[[Any], Any] | None = None,
+    control: LoadControl | None = None,
+    **extra: Any,
 ) -> tuple[Any, Any]:
-    """Our ClearML and Comet handlers, offline.
+    """Our ClearML and Comet handlers, offline, their sinks in the tracker worker by default.
 
     ``all_features``: stream_logs, complexity metrics and visualizations; else stream_logs only.
-    ``wrap_sink``: passed as the handlers' private ``_wrap_sink=`` (see benchmarks.load).
+    ``control``: wrap each sink in a :class:`~benchmarks.load.ControlledSink` driven by it (built
+    where the sink runs). ``extra``: more keyword arguments for both handlers
+    (``sink_process=False`` runs everything in this process, the debugging mode).
     """
     from tracker import ClearMLCallbackHandler, CometCallbackHandler
 
-    clearml = ClearMLCallbackHandler(
+    clearml_class: Any = ClearMLCallbackHandler
+    comet_class: Any = CometCallbackHandler
+    if control is not None:
+        clearml_class, comet_class = _controlled_classes()
+        extra["control"] = control
+    clearml = clearml_class(
         task_name="tracker benchmark",
         stream_logs=True,
         complexity_metrics=all_features,
@@ -73,9 +111,9 @@ def our_handlers(
         offline=True,
         offline_dir=offline_dir,
         queue_size=queue_size,
-        _wrap_sink=wrap_sink,
+        **extra,
     )
-    comet = CometCallbackHandler(
+    comet = comet_class(
         project_name="tracker-benchmark",
         name="tracker benchmark",
         stream_logs=True,
@@ -84,9 +122,9 @@ def our_handlers(
         offline=True,
         offline_dir=offline_dir,
         queue_size=queue_size,
-        _wrap_sink=wrap_sink,
+        **extra,
     )
-    # Wait for the background start (sink processes, Task / Experiment), so no phase times it.
+    # Wait for the background start (the worker, Task / Experiment), so no phase times it.
     for handler in (clearml, comet):
         handler.flush_tracker(timeout=120)
     return clearml, comet
@@ -98,12 +136,12 @@ def our_session(
     *,
     all_features: bool,
     queue_size: int,
-    wrap_sink: Callable[[Any], Any] | None = None,
+    control: LoadControl | None = None,
 ) -> Iterator[Handlers]:
     """Our two handlers, live for the ``with`` block and finished on exit."""
     log("starting our handlers")
     clearml, comet = our_handlers(
-        tmp / "offline", all_features=all_features, queue_size=queue_size, wrap_sink=wrap_sink
+        tmp / "offline", all_features=all_features, queue_size=queue_size, control=control
     )
     found = Handlers(clearml, comet)
     try:
