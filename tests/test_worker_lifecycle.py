@@ -33,6 +33,7 @@ from workers.link import current_link
 from workers.spool import Spool
 
 ROOT = Path(__file__).resolve().parent.parent
+REPLAY = (sys.executable, "-m", "tracker", "replay")
 
 
 class CallbackCounter(BaseCallbackHandler):
@@ -243,3 +244,93 @@ def test_exit_with_a_hung_backend_is_bounded_and_spools(offline_dir: Path) -> No
     # The batch inside the hung call is lost (and logged); the rest waits in order.
     assert len(spooled) >= 8000 - 2 * 100, len(spooled)
     assert spooled == sorted(spooled) and len(set(spooled)) == len(spooled)
+
+
+SPILLING = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from tracker import TrackerCallbackHandler, sinks, testing
+    from workers.link import current_link
+
+    SECRET = "sk-spilledsecret0123456789ABCDEFabcdef"
+    slow = testing.faulty(sinks.jsonl(sys.argv[1], session="first"), delay=0.2)
+    handler = TrackerCallbackHandler(
+        [slow], offline_dir=sys.argv[1], overflow="spill", queue_size=200, batch_size=50
+    )
+    for i in range(3000):
+        handler.on_text(f"s{i:05d} {SECRET}")
+    deadline = time.monotonic() + 30
+    while handler.stats()["spilled"] < 1000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # let the worker write some of the spill to disk
+    os.kill(current_link().worker_pid, signal.SIGKILL)  # a crash of both: no drain at all
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def crash_with_a_spill(offline_dir: Path) -> list[str]:
+    """Run SPILLING (killed mid-spill); the texts its spill holds, checked scrubbed."""
+    crashed = subprocess.run(
+        [sys.executable, "-c", SPILLING, str(offline_dir)],
+        cwd=offline_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert crashed.returncode == -9, crashed.stderr[-3000:]
+    directory = offline_dir / "spool" / "overflow"
+    spool = Spool(directory)
+    spilled = [record[5]["text"] for _, batch in spool.batches() for record in batch]
+    spool.close()
+    assert len(spilled) > 500, "the crash left too little in the spill to prove anything"
+    # the spill is scrubbed before it touches the disk
+    raw = b"".join(path.read_bytes() for path in directory.glob("spool.sqlite3*"))
+    assert b"spilledsecret" not in raw
+    assert all("sk-spilledsecret" not in text for text in spilled)
+    return spilled
+
+
+def test_a_spill_left_by_a_crash_is_delivered_by_any_new_handler(offline_dir: Path) -> None:
+    """Issue 11, item 7: a crash with events in ``spool/overflow``; a handler with default
+    settings (no spill of its own) delivers them, scrubbed, and the spool ends empty."""
+    spilled = crash_with_a_spill(offline_dir)
+    directory = offline_dir / "spool" / "overflow"
+    handler = TrackerCallbackHandler(
+        [sinks.jsonl(offline_dir, session="second")], offline_dir=offline_dir
+    )
+    result = handler.flush_tracker(finish=True, timeout=120)
+    assert result.ok, result
+    assert handler.stats()["spill_recovered"] == len(spilled)
+    lines = [json.loads(line) for line in handler.archive_paths["jsonl"].open()]
+    delivered = [line["fields"]["text"] for line in lines if line.get("kind") == "on_text"]
+    assert delivered == spilled  # all of it, in order, once
+    assert Spool(directory).pending_batches == 0
+
+
+def test_tracker_replay_delivers_an_overflow_spill(offline_dir: Path) -> None:
+    """``tracker replay spool/overflow --backend jsonl`` delivers a crash's spill, once."""
+    spilled = crash_with_a_spill(offline_dir)
+    directory = offline_dir / "spool" / "overflow"
+    refused = subprocess.run(
+        [*REPLAY, str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert refused.returncode == 2 and "--backend" in refused.stderr
+    out = offline_dir / "replayed"
+    cli = subprocess.run(
+        [*REPLAY, str(directory), "--backend", "jsonl", "--offline-dir", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert f"{len(spilled)} events replayed" in cli.stdout
+    lines = [json.loads(line) for path in out.glob("*.jsonl") for line in path.open()]
+    assert [line["fields"]["text"] for line in lines if line.get("kind") == "on_text"] == spilled
+    assert Spool(directory).pending_batches == 0

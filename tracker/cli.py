@@ -38,7 +38,11 @@ def _replay(args: argparse.Namespace) -> int:
 
     try:
         report = replay_spool(
-            Path(args.spool), offline_dir=args.offline_dir, project=args.project, name=args.name
+            Path(args.spool),
+            offline_dir=args.offline_dir,
+            project=args.project,
+            name=args.name,
+            backend=args.backend,
         )
     except (OSError, ValueError) as exc:
         print(f"tracker replay: {exc}", file=sys.stderr)
@@ -83,10 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
         "to its backend, in order, once; the backend is the one the directory is named after, "
         "online when credentials are configured, else an offline archive in --offline-dir.",
     )
-    replay.add_argument("spool", help="a spool directory: .../spool/clearml or .../spool/comet")
+    replay.add_argument(
+        "spool", help="a spool directory: .../spool/clearml, .../spool/comet, .../spool/overflow"
+    )
     replay.add_argument("--offline-dir", default="tracker-offline", help="for offline archives")
     replay.add_argument("--project", default=None, help="project name for the new session")
     replay.add_argument("--name", default=None, help="task / experiment name")
+    replay.add_argument(
+        "--backend",
+        choices=("clearml", "comet", "jsonl"),
+        default=None,
+        help="where an overflow spill (spool/overflow) goes; other spools name their backend",
+    )
     replay.set_defaults(run=_replay)
     return parser
 

@@ -10,6 +10,7 @@ import anyio
 
 from tracker import sinks
 from workers.flush import FlushRequest
+from workers.records import Record
 from workers.resilient import ResilientSink
 from workers.spool import Spool
 
@@ -47,10 +48,23 @@ def replay_spool(
     offline_dir: str | os.PathLike[str] | None = None,
     project: str | None = None,
     name: str | None = None,
+    backend: str | None = None,
 ) -> ReplayReport:
-    """Open the backend ``spool_dir`` is named after and replay the spool into a new session."""
-    backend = spool_dir.name.split("-")[0]
-    if backend == "clearml":
+    """Open the backend ``spool_dir`` is named after and replay the spool into a new session.
+
+    An overflow spill (``spool/overflow``) belongs to a handler, not to one backend: name the
+    ``backend`` to send it to.
+    """
+    overflow = spool_dir.name.split("-")[0] == "overflow"
+    if overflow and backend is None:
+        raise ValueError(
+            f"{spool_dir} is an overflow spill (events a handler spilled before any backend got "
+            "them): name the backend to send them to with --backend clearml|comet|jsonl"
+        )
+    backend = backend or spool_dir.name.split("-")[0]
+    if backend == "jsonl":
+        sink = sinks.jsonl(offline_dir, session=name or "replay").build()
+    elif backend == "clearml":
         sink = sinks.clearml(
             project_name=project or "langchain_callback_demo",
             task_name=name,
@@ -60,12 +74,27 @@ def replay_spool(
         sink = sinks.comet(project_name=project, name=name, offline_dir=offline_dir).build()
     else:
         raise ValueError(
-            f"{spool_dir} is not a tracker spool: its name should start with 'clearml' or "
-            "'comet' (e.g. tracker-offline/spool/comet)"
+            f"{spool_dir} is not a tracker spool: its name should start with 'clearml', "
+            "'comet', 'jsonl' or 'overflow' (e.g. tracker-offline/spool/comet)"
         )
     if not spool_dir.is_dir():
         raise ValueError(f"{spool_dir} is not a directory")
     report = ReplayReport(spool_dir, backend)
+
+    async def run_overflow() -> None:
+        spool = await anyio.to_thread.run_sync(Spool, spool_dir)
+        await sink.open()
+        try:
+            while (item := await anyio.to_thread.run_sync(spool.peek)) is not None:
+                position, (taken, batch) = item
+                await sink.write([Record.from_wire(wire) for wire in batch])
+                await anyio.to_thread.run_sync(spool.commit, position, taken)
+                report.replayed += len(batch)
+            await sink.flush(FlushRequest(name="replay", finish=True))
+        except Exception as exc:
+            report.errors.append(f"{type(exc).__name__}: {exc}")
+        report.left, report.archive = spool.pending_events, sink.archive_path
+        spool.close()
 
     async def run() -> None:
         spool = await anyio.to_thread.run_sync(Spool, spool_dir)
@@ -78,5 +107,5 @@ def replay_spool(
         report.replayed, report.left = resilient.replayed, spool.pending_events
         report.archive = resilient.archive_path
 
-    anyio.run(run)
+    anyio.run(run_overflow if overflow else run)
     return report

@@ -55,6 +55,7 @@ _STATS_DEFAULTS: dict[str, Any] = {
     "metrics_skipped": 0,
     "redacted_dropped": 0,
     "sampled_out": 0,
+    "spill_recovered": 0,
     "tokens_aggregated": 0,
     "redact_errors": 0,
     "spooled": 0,

@@ -32,7 +32,7 @@ from workers.resilient import ResilientSink, SpoolPendingError
 from workers.runtime import Runtime, get_runtime
 from workers.sampling import TraceSampler
 from workers.sinks.base import Sink
-from workers.spool import Spool, open_spool
+from workers.spool import Spool, adopt_spools, open_spool
 from workers.streams import TokenStreams
 
 logger = logging.getLogger("tracker.pipeline")
@@ -76,6 +76,7 @@ class Pipeline:
         metric_processes = options.metric_processes
         self._local_metrics = local_metrics
         self.abandoned = False
+        self.spill_recovered = 0  # events an earlier process spilled, delivered here
         self._spill_root = spool if overflow == "spill" else None
         self._spill_spool: Spool | None = None
         self._unspilled = 0  # spilled events delivered (or dropped) so far, in spill order
@@ -264,6 +265,7 @@ class Pipeline:
             "metrics_skipped": self.metrics_skipped,
             "redacted_dropped": self._redactor.dropped,
             "sampled_out": self._sampler.dropped,
+            "spill_recovered": self.spill_recovered,
             "tokens_aggregated": self._streams.absorbed if self._streams is not None else 0,
             "redact_errors": self._redactor.errors,
             "spooled": sum(s.spooled for s in self.sinks),
@@ -278,6 +280,11 @@ class Pipeline:
 
     async def _run(self) -> None:
         await self._open_sinks()
+        if self.options.spool is not None:
+            try:
+                await self._recover_spills(self.options.spool)
+            except Exception:
+                logger.exception("tracker: replaying an earlier process's overflow spill failed")
         async with anyio.create_task_group() as group:
             if self._spill_root is not None:
                 self._spill_spool = await anyio.to_thread.run_sync(
@@ -446,9 +453,35 @@ class Pipeline:
                 late,
             )
 
-    async def _deliver(self, records: list[Record], redacted: bool = False) -> None:
+    async def _recover_spills(self, root: os.PathLike[str]) -> None:
+        """Deliver what earlier processes spilled (``overflow="spill"``) and never replayed.
+
+        Whatever this handler's own settings: a spill is events a process accepted. They come
+        before this process's events, oldest first, counted in ``stats()["spill_recovered"]``.
+        """
+        for spool in await anyio.to_thread.run_sync(adopt_spools, root, "overflow"):
+            try:
+                while (item := await anyio.to_thread.run_sync(spool.peek)) is not None:
+                    position, (taken, batch) = item
+                    records = [Record.from_wire(wire) for wire in batch]
+                    await self._deliver(records, redacted=True, counted=False)
+                    self.spill_recovered += len(records)
+                    await anyio.to_thread.run_sync(spool.commit, position, taken)
+            finally:
+                spool.close()
+            if self.spill_recovered:
+                logger.warning(
+                    "tracker: %d events an earlier process spilled to %s were delivered",
+                    self.spill_recovered,
+                    spool.directory,
+                )
+
+    async def _deliver(
+        self, records: list[Record], redacted: bool = False, counted: bool = True
+    ) -> None:
         self.degraded += sum(1 for r in records if r.degraded)
-        converted = len(records)  # all count as processed, also those the redact hook drops
+        # all count as processed, also those the redact hook drops (not an earlier process's)
+        converted = len(records) if counted else 0
         if not redacted:  # secrets out before analysis, sinks and spool
             records = self._redactor.apply(records)
         if records:

@@ -49,6 +49,27 @@ def _try_lock(directory: Path) -> int | None:
     return fd
 
 
+def adopt_spools(root: str | os.PathLike[str], name: str) -> list[Spool]:
+    """Every spool ``root/name``, ``root/name-N`` that holds batches and no live process owns.
+
+    For a new process to take over what dead ones left (the caller closes each).
+    """
+    adopted: list[Spool] = []
+    for directory in sorted(Path(root).glob(f"{name}*")):
+        suffix = directory.name[len(name) :]
+        if not directory.is_dir() or (suffix and not suffix.lstrip("-").isdigit()):
+            continue
+        try:
+            spool = Spool(directory)
+        except SpoolError:  # owned by a live process, or unusable: not ours to take
+            continue
+        if spool.pending_batches:
+            adopted.append(spool)
+        else:
+            spool.close()
+    return adopted
+
+
 def open_spool(root: str | os.PathLike[str], name: str) -> Spool:
     """The first spool ``root/name``, ``root/name-1``, … that no other live process holds.
 
