@@ -37,13 +37,17 @@ class FlushRequest:
 class FlushResult:
     """What a flush achieved by the time it returned.
 
-    ``written``: events delivered to the backends since the previous flush; ``dropped``: events
-    refused by the full queue since then; ``pending``: events still queued at the deadline (0
-    unless ``timed_out``); ``seconds``: how long the caller waited; ``errors``: what went wrong
-    in a sink, one line each.
+    ``written``: events every backend stored since the previous flush (a finish whose archive
+    could not be written stores nothing); ``spooled``: events that wait in a spool instead (the
+    most of any one backend); ``lost``: events a backend refused with no spool to keep them;
+    ``dropped``: events refused by the full queue; ``pending``: events still on their way at
+    the deadline (0 unless ``timed_out``); ``seconds``: how long the caller waited;
+    ``errors``: what went wrong, one line each, naming the backend and the cause.
     """
 
     written: int = 0
+    spooled: int = 0
+    lost: int = 0
     dropped: int = 0
     pending: int = 0
     timed_out: bool = False

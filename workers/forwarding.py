@@ -462,7 +462,9 @@ class ForwardingPipeline:
             return
         stats = self.stats()
         delivered, dropped = self._since_flush
-        result.written = stats["processed"] - delivered
+        # The worker's own count holds unless a restart started its counters over.
+        if self._restart_notes:
+            result.written = max(0, stats["processed"] - delivered - result.spooled - result.lost)
         result.dropped = stats["dropped"] - dropped
         self._since_flush = (stats["processed"], stats["dropped"])
         if self._restart_notes:

@@ -77,6 +77,7 @@ class Pipeline:
         self._local_metrics = local_metrics
         self.abandoned = False
         self.spill_recovered = 0  # events an earlier process spilled, delivered here
+        self._kept_at_flush: dict[str, tuple[int, int]] = {}  # per sink (spooled, lost)
         self._spill_root = spool if overflow == "spill" else None
         self._spill_spool: Spool | None = None
         self._unspilled = 0  # spilled events delivered (or dropped) so far, in spill order
@@ -530,13 +531,26 @@ class Pipeline:
             errors = [repr(exc)]
         queue = self.queue
         delivered, dropped = self._since_flush
+        kept = {s.name: (s.spooled, s.lost) for s in self.sinks}
+        spooled = max(
+            (n - self._kept_at_flush.get(k, (0, 0))[0] for k, (n, _) in kept.items()), default=0
+        )
+        lost = max(
+            (n - self._kept_at_flush.get(k, (0, 0))[1] for k, (_, n) in kept.items()), default=0
+        )
+        written = max(0, queue.delivered - delivered - spooled - lost)
+        if request.finish and any(s.flush_failed for s in self._live):
+            written = 0  # the session's archive was not written: nothing of it is stored
         result = FlushResult(
-            written=queue.delivered - delivered,
+            written=written,
+            spooled=spooled,
+            lost=lost,
             dropped=queue.dropped - dropped,
             errors=errors,
             archives=[s.archive_path for s in self._live if s.archive_path is not None],
         )
         self._since_flush = (queue.delivered, queue.dropped)
+        self._kept_at_flush = kept
         if request.finish and not request.reset:  # Comet's reset opens a new experiment
             self.closed = True
             self._refuse(rest)

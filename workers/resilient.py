@@ -33,6 +33,14 @@ from workers.spool import Spool, SpoolError
 logger = logging.getLogger("tracker.resilient")
 
 
+class RetriesFailed(RuntimeError):
+    """Every attempt failed, the last one otherwise than the first (both are in the message)."""
+
+
+def _cause(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
 class SpoolPendingError(RuntimeError):
     """A flush returned while events wait in the spool, or were lost, or it failed."""
 
@@ -69,6 +77,8 @@ class ResilientSink(Sink):
         self._warned_trip = -1
         #: Set when the exit deadline passed: no more backend writes, everything is spooled.
         self.force_spool = False
+        #: The last flush's own call failed (a finish then stored nothing: no archive).
+        self.flush_failed = False
 
     def fresh(self) -> ResilientSink:
         """A twin around a fresh inner sink, with its own spool (a forked child's)."""
@@ -142,6 +152,7 @@ class ResilientSink(Sink):
         if self._backlogged():
             await self.maintain(probe=True)
         problems: list[str] = []
+        self.flush_failed = False
         # A backend that is down is not asked to flush, unless this is the last chance.
         if self.opened and (not self.breaker.is_open or request.finish):
             try:
@@ -149,6 +160,7 @@ class ResilientSink(Sink):
             except Exception as exc:
                 self._failed(exc, "flush")
                 problems.append(f"the flush failed: {type(exc).__name__}: {exc}")
+                self.flush_failed = True
         if self._lost_unreported:
             problems.append(
                 f"{self._lost_unreported} events were lost: the backend failed "
@@ -242,15 +254,26 @@ class ResilientSink(Sink):
                 )
 
     async def _call(self, step: Callable[..., Awaitable[None]], *args: Any) -> None:
-        """``step(*args)`` with the retry policy: backoff with jitter between attempts."""
+        """``step(*args)`` with the retry policy: backoff with jitter between attempts.
+
+        When the last attempt fails otherwise than the first, both causes are told: a retry
+        often fails only because the first attempt half-happened.
+        """
         retry = self.retry
+        first: Exception | None = None
         for attempt in range(1, retry.attempts + 1):
             try:
                 await self._once(step, *args)
                 return
-            except Exception:
+            except Exception as exc:
+                first = first or exc
                 if attempt == retry.attempts:
-                    raise
+                    if _cause(exc) == _cause(first):
+                        raise
+                    raise RetriesFailed(
+                        f"{_cause(exc)} (after {attempt} attempts; the first failed with "
+                        f"{_cause(first)})"
+                    ) from exc
             await anyio.sleep(retry.pause(attempt))
 
     async def _once(self, step: Callable[..., Awaitable[None]], *args: Any) -> None:

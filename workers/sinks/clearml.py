@@ -25,6 +25,7 @@ from workers.records import Record
 from workers.rows.clearml import ClearMLRows, session_analysis
 from workers.runs import RUN_COLUMNS, RunTable
 from workers.session import SessionStore
+from workers.sinks.archive_check import ArchiveError, verify_archive
 from workers.sinks.asset import snapshot_asset
 from workers.sinks.base import Sink
 
@@ -240,12 +241,22 @@ class ClearMLSink(Sink):
         shutil.rmtree(self._media_dir, ignore_errors=True)
         if folder is not None:
             zipped = folder.with_suffix(".zip")
-            if zipped.exists():
+            if not zipped.exists():
+                raise ArchiveError(f"ClearML wrote no offline session zip (expected {zipped})")
+            target = self.offline_dir / zipped.name
+            try:
                 self.offline_dir.mkdir(parents=True, exist_ok=True)
-                target = self.offline_dir / zipped.name
                 shutil.move(str(zipped), target)
-                self.archive_path = target
-                logger.info("tracker: ClearML offline session written to %s", target)
+            except OSError as exc:
+                where = zipped if zipped.exists() else folder
+                raise ArchiveError(
+                    f"could not write the ClearML offline session to {target} ({exc}); "
+                    f"ClearML's own copy is at {where}: upload it with "
+                    "Task.import_offline_session"
+                ) from exc
+            verify_archive(target, "ClearML")
+            self.archive_path = target
+            logger.info("tracker: ClearML offline session written to %s", target)
 
     async def close(self) -> None:
         """Drop local files (the Task stays open for whoever owns it)."""

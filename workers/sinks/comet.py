@@ -24,6 +24,7 @@ from workers.records import Record
 from workers.rows.comet import CometRows, session_table
 from workers.runs import RUN_COLUMNS, RunTable
 from workers.session import SessionStore
+from workers.sinks.archive_check import verify_archive
 from workers.sinks.asset import snapshot_asset
 from workers.sinks.base import Sink
 
@@ -92,6 +93,7 @@ class CometSink(Sink):
         self.experiment_name = name
         self.visualizations = visualizations
         self.needs_complexity = complexity_metrics
+        self._end_error: str | None = None  # why end() failed, for later calls
         self.custom_metrics = custom_metrics
         self.stream_logs = stream_logs
         self.offline = offline
@@ -148,16 +150,29 @@ class CometSink(Sink):
         await anyio.to_thread.run_sync(self._write, records)
 
     def _alive(self) -> Any:
+        """The experiment, or an error naming why comet_ml no longer takes its data.
+
+        A dead experiment silently discards every later log call, so the cause must be told.
+        """
         experiment = self.experiment
-        if not getattr(experiment, "alive", True):
-            # comet_ml runs one experiment per process: creating another ends this one, and
-            # every later log call would be silently discarded.
+        if getattr(experiment, "alive", True):
+            return experiment
+        if self._end_error is not None:
+            raise RuntimeError(f"ending the Comet experiment failed: {self._end_error}")
+        from comet_ml.config import get_global_experiment
+
+        current = get_global_experiment()
+        if current is not None and current is not experiment and current not in _OURS:
+            # comet_ml runs one experiment per process: creating another ends this one.
             raise RuntimeError(
                 "the Comet experiment was ended by another experiment created in this process "
                 "(comet_ml allows one running experiment at a time); use one CometCallbackHandler "
                 "per process, or flush_tracker(reset=True) to start a new experiment"
             )
-        return experiment
+        raise RuntimeError(
+            "comet_ml stopped the experiment (no longer alive): the Comet server may be "
+            "unreachable or refusing it; comet_ml's own log lines say why"
+        )
 
     def _write(self, records: list[Record]) -> None:
         experiment = self._alive()
@@ -270,13 +285,17 @@ class CometSink(Sink):
             shutil.rmtree(folder, ignore_errors=True)
 
     def _finish(self) -> None:
-        experiment = self.experiment
-        experiment.end()
-        if self.offline:
-            archive = self.offline_dir / f"{experiment.id}.zip"
-            if archive.exists():
+        experiment = self._alive()
+        try:
+            experiment.end()  # comet_ml logs its own failures here rather than raising them
+            if self.offline:
+                archive = self.offline_dir / f"{experiment.id}.zip"
+                verify_archive(archive, "Comet")
                 self.archive_path = archive
                 logger.info("tracker: Comet offline experiment written to %s", archive)
+        except Exception as exc:
+            self._end_error = f"{type(exc).__name__}: {exc}"  # a retry must say this, not "dead"
+            raise
 
     def _reset(self, options: dict[str, Any]) -> None:
         """A new experiment, with the seed's rule: a falsy argument keeps the current value."""
