@@ -5,6 +5,7 @@ Every test checks the archive the SDK wrote: what the tracker promised is what i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import stat
@@ -18,7 +19,13 @@ from typing import Any
 
 import pytest
 
-from tracker import ClearMLCallbackHandler, CometCallbackHandler
+from tracker import (
+    ClearMLCallbackHandler,
+    CometCallbackHandler,
+    TrackerCallbackHandler,
+    sinks,
+    testing,
+)
 from tracker.archive import read_clearml_archive, read_comet_archive
 from tracker.testing import wrap_sinks
 from workers.breaker import CircuitBreaker, RetryPolicy
@@ -78,6 +85,7 @@ def test_outage_spools_then_replays_in_order_exactly_once(offline_dir: Path, bac
     assert wrappers[0].calls_while_down < 15
     down_flush = handler.flush_tracker(timeout=30)
     assert not down_flush.ok and "wait in the spool" in down_flush.errors[-1]
+    assert down_flush.seconds < 5, down_flush  # "returns at once": one probe, no waiting
     spool_dir = offline_dir / "spool" / backend
     files = list(spool_dir.glob("spool.sqlite3*"))
     assert files and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
@@ -331,3 +339,53 @@ def test_overflow_spill_keeps_every_event_in_order_and_the_caller_fast(offline_d
 def test_overflow_spill_needs_a_spool(offline_dir: Path):
     with pytest.raises(ValueError, match="needs a spool"):
         ClearMLCallbackHandler(offline_dir=offline_dir, overflow="spill", spool=False)
+
+
+# -- faults the tracker worker meets (issue 11, items 3 and 8) --------------------------------
+
+
+def test_drops_while_the_worker_is_stuck_are_warned_within_the_interval(
+    offline_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker is slow: the application's queue fills and drops, and says so once per
+    interval (not per event), from the application's side of the pipe."""
+    slow = testing.faulty(sinks.jsonl(offline_dir), delay=0.3)
+    handler = TrackerCallbackHandler([slow], offline_dir=offline_dir, queue_size=100, batch_size=10)
+    with caplog.at_level(logging.WARNING, logger="tracker"):
+        for i in range(300):
+            handler.on_text(f"d{i}")
+        deadline = time.monotonic() + 15
+        while "the event queue is full" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+    warnings = [r for r in caplog.records if "the event queue is full" in r.getMessage()]
+    assert len(warnings) == 1, caplog.text
+    result = handler.flush_tracker(finish=True, timeout=60)
+    assert result.ok and result.dropped > 0, result
+    assert result.written + result.dropped == 300, result
+
+
+async def test_a_second_finish_while_one_runs_resolves(offline_dir: Path) -> None:
+    """Two finishes at once (a shutdown hook and an exit path, say): both answer."""
+    slow = testing.faulty(sinks.jsonl(offline_dir), delay=0.3)
+    handler = TrackerCallbackHandler([slow], offline_dir=offline_dir, batch_size=10)
+    for i in range(50):
+        handler.on_text(f"f{i}")
+    first, second = await asyncio.wait_for(
+        asyncio.gather(
+            handler.aflush_tracker(finish=True, timeout=30),
+            handler.aflush_tracker(finish=True, timeout=30),
+        ),
+        timeout=60,
+    )
+    assert first.ok, first
+    assert not second.timed_out and second.errors == ["the tracker was already finished"]
+
+
+async def test_a_sync_flush_inside_a_running_loop_warns(
+    offline_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
+    with caplog.at_level(logging.WARNING, logger="tracker"):
+        result = handler.flush_tracker(finish=True, timeout=30)
+    assert result.ok
+    assert "use 'await handler.aflush_tracker(...)'" in caplog.text

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger("tracker.flush")
 
 
 @dataclass
@@ -59,3 +63,15 @@ class FlushResult:
     def ok(self) -> bool:
         """True when everything queued before the flush reached the backends without error."""
         return not self.timed_out and not self.errors and self.pending == 0
+
+
+def warn_if_blocking_a_loop() -> None:
+    """A sync flush inside a running event loop blocks that loop: say so (it is allowed)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    logger.warning(
+        "tracker: flush_tracker() was called inside a running event loop, which it blocks until "
+        "the flush is done; use 'await handler.aflush_tracker(...)' there"
+    )

@@ -28,11 +28,11 @@ from typing import Any
 from workers import snapshot, wire
 from workers.counters import Counters
 from workers.event import Event, Kind
-from workers.flush import FlushRequest, FlushResult
+from workers.flush import FlushRequest, FlushResult, warn_if_blocking_a_loop
 from workers.link import WorkerLink, get_link
 from workers.options import PipelineOptions
 from workers.plan import PipelinePlan
-from workers.queue import EventQueue
+from workers.queue import DropWarner, EventQueue
 from workers.records import Record, convert
 from workers.redact import RedactHook, Redactor
 from workers.rows.comet import CometRows
@@ -117,6 +117,7 @@ class ForwardingPipeline:
             block_timeout=options.block_timeout,
         )
         self._redactor = Redactor(redact) if redact is not None else None
+        self._drops = DropWarner(self.queue, logger)
         custom = next((s.custom_metrics for s in specs if s.custom_metrics is not None), None)
         self._custom = CometRows(custom) if custom is not None else None
         # A flush of a sink that stores as it goes (server, file) makes the session safe.
@@ -194,6 +195,7 @@ class ForwardingPipeline:
 
     def flush(self, request: FlushRequest, timeout: float | None) -> FlushResult:
         """Block until ``request`` came out of every sink, or ``timeout`` seconds passed."""
+        warn_if_blocking_a_loop()
         started = time.monotonic()
         self.submit(request)
         try:
@@ -261,6 +263,7 @@ class ForwardingPipeline:
             return self._pump(exiting)
 
     def _pump(self, exiting: bool) -> bool:
+        self._drops.check()
         if not exiting and self._in_worker() >= self._credit:
             # The worker has as much of ours as its queue should hold: the rest waits here,
             # where the overflow policy applies, and the worker's reader never waits for one

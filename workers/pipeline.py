@@ -23,9 +23,9 @@ import anyio
 
 from workers.breaker import RetryPolicy
 from workers.event import Event, Kind
-from workers.flush import FlushRequest, FlushResult
+from workers.flush import FlushRequest, FlushResult, warn_if_blocking_a_loop
 from workers.options import PipelineOptions
-from workers.queue import EventQueue
+from workers.queue import DropWarner, EventQueue
 from workers.records import Record, convert
 from workers.redact import RedactHook, Redactor
 from workers.resilient import ResilientSink, SpoolPendingError
@@ -38,7 +38,6 @@ from workers.streams import TokenStreams
 logger = logging.getLogger("tracker.pipeline")
 
 OPEN_TIMEOUT = 60.0
-DROP_WARNING_INTERVAL = 10.0  # seconds between "queue full" warnings, whatever the drop rate
 HEALTH_INTERVAL = 10.0  # seconds between samples of the tracker's own health (and at flushes)
 
 
@@ -107,7 +106,7 @@ class Pipeline:
         self._pages_off = False
         self._wake_event: anyio.Event | None = None
         self._since_flush = (0, 0)  # (delivered, dropped) at the last flush
-        self._drops_warned = (0, -DROP_WARNING_INTERVAL)  # (dropped count, monotonic time)
+        self._drops = DropWarner(self.queue, logger)
         self._health_step = 0
         self._health_at = time.monotonic()
         self._delay = 0.0  # seconds from the oldest event of the last batch to its delivery
@@ -139,7 +138,7 @@ class Pipeline:
         self._pages_off = False
         self._wake_event = None
         self._since_flush = (0, 0)
-        self._drops_warned = (0, -DROP_WARNING_INTERVAL)
+        self._drops = DropWarner(self.queue, logger)
         self._spill_spool, self._unspilled = None, 0  # the child opens its own
         self._runtime = get_runtime()  # the parent's loop thread does not exist here
         self._task = self._runtime.spawn(self._run)
@@ -170,6 +169,7 @@ class Pipeline:
 
     def flush(self, request: FlushRequest, timeout: float | None) -> FlushResult:
         """Block until ``request`` came out of every sink, or ``timeout`` seconds passed."""
+        warn_if_blocking_a_loop()
         if self._runtime.in_runtime_thread():
             raise RuntimeError(
                 "flush_tracker() was called from the tracker's own worker loop, where it would "
@@ -308,7 +308,7 @@ class Pipeline:
                 if self.queue.depth == 0:  # quiet: a dead backend may be back, replay its spool
                     await self._each_sink(lambda sink: sink.maintain())
             while not self.closed:
-                self._warn_drops()
+                self._drops.check()
                 batch = self.queue.take(self.batch_size)
                 if not batch:
                     break
@@ -391,20 +391,6 @@ class Pipeline:
         }
         step = self._health_step
         await self._each_sink(lambda sink: sink.log_health(values, step))
-
-    def _warn_drops(self) -> None:
-        """Log dropped events at most once per interval (never once per event)."""
-        dropped = self.queue.dropped
-        count, at = self._drops_warned
-        if dropped > count and time.monotonic() - at >= DROP_WARNING_INTERVAL:
-            self._drops_warned = (dropped, time.monotonic())
-            logger.warning(
-                "tracker: the event queue is full (queue_size=%d, overflow=%s): %d events "
-                "dropped so far; raise queue_size, or see stats() for where the time goes",
-                self.queue.maxsize,
-                self.queue.overflow,
-                dropped,
-            )
 
     async def _open_sinks(self) -> None:
         for sink in self.sinks:

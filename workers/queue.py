@@ -9,6 +9,7 @@ a few attribute loads, one ``next``, a length check and an append: no lock, no w
 from __future__ import annotations
 
 import itertools
+import logging
 from collections import deque
 from collections.abc import Callable
 from time import monotonic, sleep, time
@@ -84,6 +85,7 @@ class EventQueue:
         self._spilled = itertools.count()
         self._wake_at = max(1, min(wake_at, maxsize))
         self._wake = wake
+        self._woken = False  # a wake is on its way since the last take
         self.delivered = 0  # written by the single consumer only
 
     def put(
@@ -106,7 +108,9 @@ class EventQueue:
                 return False
         # tuple.__new__ skips NamedTuple's generated __new__ (~390 ns of a ~700 ns put).
         items.append(_new(Event, (kind, seq, time(), run_id, parent_run_id, data, extra)))
-        if len(items) == self._wake_at and self._wake is not None:
+        # ">=" and a flag, not "==": producers on several threads can step over the exact depth.
+        if len(items) >= self._wake_at and not self._woken and self._wake is not None:
+            self._woken = True
             self._wake()
         return True
 
@@ -186,7 +190,8 @@ class EventQueue:
                     return False
                 sleep(0.001)
         items.append(event)
-        if len(items) == self._wake_at and self._wake is not None:
+        if len(items) >= self._wake_at and not self._woken and self._wake is not None:
+            self._woken = True
             self._wake()
         return True
 
@@ -249,6 +254,7 @@ class EventQueue:
     def take(self, limit: int) -> list[Event]:
         """Pop up to ``limit`` records in FIFO order (consumer side)."""
         items = self._items
+        self._woken = False  # the next crossing of the threshold wakes the consumer again
         batch: list[Event] = []
         append = batch.append
         try:
@@ -281,3 +287,31 @@ class EventQueue:
         self.closed = True
         self.maxsize = 0  # put() now refuses (and counts) everything
         return self.discard([*self.take(len(self._items)), *self.take_spill(len(self.spill))])
+
+
+#: Seconds between "queue full" warnings, whatever the drop rate.
+DROP_WARNING_INTERVAL = 10.0
+
+
+class DropWarner:
+    """Logs a queue's drops at most once per :data:`DROP_WARNING_INTERVAL`, never per event."""
+
+    def __init__(self, queue: EventQueue, logger: logging.Logger) -> None:
+        """Watch ``queue``; warn on ``logger``."""
+        self.queue = queue
+        self.logger = logger
+        self._warned = (0, -DROP_WARNING_INTERVAL)  # (dropped count, monotonic time)
+
+    def check(self) -> None:
+        """Warn if events were dropped since the last warning and the interval has passed."""
+        dropped = self.queue.dropped
+        count, at = self._warned
+        if dropped > count and monotonic() - at >= DROP_WARNING_INTERVAL:
+            self._warned = (dropped, monotonic())
+            self.logger.warning(
+                "tracker: the event queue is full (queue_size=%d, overflow=%s): %d events "
+                "dropped so far; raise queue_size, or see stats() for where the time goes",
+                self.queue.limit,
+                self.queue.overflow,
+                dropped,
+            )
