@@ -304,7 +304,8 @@ def test_spooled_events_survive_a_sigkill_and_are_replayed_once(offline_dir: Pat
     texts = comet_texts(handler)
     assert texts == [f"c{i:04d}" for i in range(500)] + ["after restart"]
     assert max(Counter(texts).values()) == 1
-    assert handler.stats()["replayed"] == 500
+    # The new event may queue behind the backlog in the spool while it is replayed (in order).
+    assert handler.stats()["replayed"] in (500, 501)
 
 
 def test_overflow_spill_keeps_every_event_in_order_and_the_caller_fast(offline_dir: Path):

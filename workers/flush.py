@@ -75,3 +75,18 @@ def warn_if_blocking_a_loop() -> None:
         "tracker: flush_tracker() was called inside a running event loop, which it blocks until "
         "the flush is done; use 'await handler.aflush_tracker(...)' there"
     )
+
+
+def stalled(stats: dict[str, Any]) -> list[str]:
+    """Why a flush may not have finished in time, from ``stats()``: one line per backend."""
+    errors = [
+        f"{name}: the backend session has not opened yet (the server may be unreachable); "
+        "its events wait in the spool (counted lost with spool=False)"
+        for name in stats.get("opening", [])
+    ]
+    errors += [
+        f"{name}: the backend is down (circuit breaker open); events wait in the spool"
+        for name in stats.get("backend_down", [])
+        if name not in stats.get("opening", [])
+    ]
+    return errors

@@ -28,7 +28,7 @@ from typing import Any
 from workers import snapshot, wire
 from workers.counters import Counters
 from workers.event import Event, Kind
-from workers.flush import FlushRequest, FlushResult, warn_if_blocking_a_loop
+from workers.flush import FlushRequest, FlushResult, stalled, warn_if_blocking_a_loop
 from workers.link import WorkerLink, get_link
 from workers.options import PipelineOptions
 from workers.plan import PipelinePlan
@@ -63,6 +63,7 @@ _STATS_DEFAULTS: dict[str, Any] = {
     "in_spool": 0,
     "lost": 0,
     "backend_down": [],
+    "opening": [],
     "closed": False,
 }
 
@@ -226,6 +227,7 @@ class ForwardingPipeline:
             dropped=stats["dropped"] - dropped,
             pending=stats["pending"],
             timed_out=True,
+            errors=stalled(stats),
         )
 
     def stats(self) -> dict[str, Any]:

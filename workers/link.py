@@ -66,6 +66,7 @@ class WorkerLink:
         self._stopping = False
         self._last_restart = 0.0
         self._write_deadline: float | None = None  # set by the exit drain
+        self._spawned: list[subprocess.Popen[bytes]] = []  # every worker started here
         self.restarts = 0
         self.pid = os.getpid()
 
@@ -92,7 +93,10 @@ class WorkerLink:
                 self._stopping = True
         if idle:  # not on the reply reader's thread, which must keep reading meanwhile
             threading.Thread(
-                target=self._stop_worker, args=(EXIT_GRACE_SECONDS,), name="tracker-stop"
+                target=self._stop_worker,
+                args=(EXIT_GRACE_SECONDS,),
+                name="tracker-stop",
+                daemon=True,  # the exit drain makes sure the worker is gone, whatever this does
             ).start()
 
     def wake(self) -> None:
@@ -119,6 +123,7 @@ class WorkerLink:
             close_fds=True,
         )
         self._process = process
+        self._spawned.append(process)
         self._dead = False
         threading.Thread(
             target=self._read_replies,
@@ -251,6 +256,7 @@ class WorkerLink:
             pipelines = [p for p in self._pipelines.values() if not p.closed]
         if not pipelines:
             self._stop_worker(EXIT_GRACE_SECONDS)
+            self._reap(time.monotonic() + EXIT_GRACE_SECONDS)
             return
         requests = [pipeline.submit_finish() for pipeline in pipelines]
         deadline = time.monotonic() + timeout
@@ -271,6 +277,17 @@ class WorkerLink:
             waiting = [r for r in requests if not r.done.done()]
             self._abandon(late, waiting, end)
         self._stop_worker(max(0.5, end - time.monotonic()))
+        self._reap(end)
+
+    def _reap(self, end: float) -> None:
+        """No worker of ours outlives the application: wait until ``end``, then kill."""
+        for process in self._spawned:
+            try:
+                process.wait(max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("tracker: the tracker worker did not stop in time: killed")
+                process.kill()
+                process.wait()
 
     def _abandon(
         self, pipelines: list[ForwardingPipeline], requests: list[Any], end: float

@@ -23,7 +23,7 @@ import anyio
 
 from workers.breaker import RetryPolicy
 from workers.event import Event, Kind
-from workers.flush import FlushRequest, FlushResult, warn_if_blocking_a_loop
+from workers.flush import FlushRequest, FlushResult, stalled, warn_if_blocking_a_loop
 from workers.options import PipelineOptions
 from workers.queue import DropWarner, EventQueue
 from workers.records import Record, convert
@@ -37,7 +37,8 @@ from workers.streams import TokenStreams
 
 logger = logging.getLogger("tracker.pipeline")
 
-OPEN_TIMEOUT = 60.0
+#: A backend still opening after this long counts as down in ``stats()["backend_down"]``.
+OPEN_SLOW_SECONDS = 5.0
 HEALTH_INTERVAL = 10.0  # seconds between samples of the tracker's own health (and at flushes)
 
 
@@ -76,7 +77,7 @@ class Pipeline:
         self._local_metrics = local_metrics
         self.abandoned = False
         self.spill_recovered = 0  # events an earlier process spilled, delivered here
-        self._kept_at_flush: dict[str, tuple[int, int]] = {}  # per sink (spooled, lost)
+        self._kept_at_flush: dict[str, tuple[int, int]] = {}  # per sink (in_spool, lost)
         self._spill_root = spool if overflow == "spill" else None
         self._spill_spool: Spool | None = None
         self._unspilled = 0  # spilled events delivered (or dropped) so far, in spill order
@@ -205,6 +206,7 @@ class Pipeline:
             dropped=queue.dropped - dropped,
             pending=max(0, queue.enqueued - queue.delivered - queue.dropped),
             timed_out=True,
+            errors=stalled(self.stats()),
         )
 
     def drain_at_exit(self, timeout: float) -> None:
@@ -229,6 +231,7 @@ class Pipeline:
         self.abandoned = True
         for sink in self.sinks:
             sink.force_spool = True
+            self._runtime.call_soon(sink.stop_waiting)
         self._runtime.spawn(self._spool_queued)
         self.wake()
 
@@ -251,6 +254,7 @@ class Pipeline:
 
     def stats(self) -> dict[str, Any]:
         """Counters of the pipeline (exact; ``pending`` counts events not yet delivered)."""
+        now = time.monotonic()
         queue = self.queue
         enqueued, delivered, dropped = queue.enqueued, queue.delivered, queue.dropped
         return {
@@ -273,20 +277,29 @@ class Pipeline:
             "replayed": sum(s.replayed for s in self.sinks),
             "in_spool": sum(s.in_spool for s in self.sinks),
             "lost": sum(s.lost for s in self.sinks),
-            "backend_down": [s.name for s in self.sinks if s.breaker.is_open],
+            "backend_down": [
+                s.name
+                for s in self.sinks
+                if s.breaker.is_open
+                or (s.opening_since is not None and now - s.opening_since >= OPEN_SLOW_SECONDS)
+            ],
+            "opening": [s.name for s in self.sinks if s.opening_since is not None],
             "closed": self.closed,
         }
 
     # -- consumer side (runtime loop) --------------------------------------------------------
 
     async def _run(self) -> None:
-        await self._open_sinks()
-        if self.options.spool is not None:
-            try:
-                await self._recover_spills(self.options.spool)
-            except Exception:
-                logger.exception("tracker: replaying an earlier process's overflow spill failed")
+        self._live = list(self.sinks)
         async with anyio.create_task_group() as group:
+            # Sinks open in the background: an SDK that never answers its login must not hold
+            # batches and flushes back (they go to the spool until it opens, and say why).
+            group.start_soon(self._open_sinks)
+            if self.options.spool is not None:
+                try:
+                    await self._recover_spills(self.options.spool)
+                except Exception:
+                    logger.exception("tracker: replaying an earlier process's spill failed")
             if self._spill_root is not None:
                 self._spill_spool = await anyio.to_thread.run_sync(
                     open_spool, self._spill_root, "overflow"
@@ -393,14 +406,17 @@ class Pipeline:
         await self._each_sink(lambda sink: sink.log_health(values, step))
 
     async def _open_sinks(self) -> None:
-        for sink in self.sinks:
+        async def open_one(sink: ResilientSink) -> None:
             try:
-                with anyio.fail_after(OPEN_TIMEOUT):
-                    await sink.open()
-                self._live.append(sink)
-            except Exception as exc:
+                await sink.open()
+            except Exception as exc:  # no spool to fall back on: this sink is out
+                self._live.remove(sink)
                 self.open_errors[sink.name] = f"{type(exc).__name__}: {exc}"
                 logger.error("tracker: could not open the %s sink: %s", sink.name, exc)
+
+        async with anyio.create_task_group() as group:
+            for sink in self.sinks:
+                group.start_soon(open_one, sink)
         self.opened.set()
 
     async def _process(self, batch: list[Event]) -> None:
@@ -517,13 +533,14 @@ class Pipeline:
             errors = [repr(exc)]
         queue = self.queue
         delivered, dropped = self._since_flush
-        kept = {s.name: (s.spooled, s.lost) for s in self.sinks}
+        # Per sink: events that went into its spool since the last flush and are still there
+        # (replayed ones were written after all), and events it lost; the worst sink counts.
+        kept = {s.name: (s.in_spool, s.lost) for s in self.sinks}
+        before = self._kept_at_flush
         spooled = max(
-            (n - self._kept_at_flush.get(k, (0, 0))[0] for k, (n, _) in kept.items()), default=0
+            (max(0, n - before.get(k, (0, 0))[0]) for k, (n, _) in kept.items()), default=0
         )
-        lost = max(
-            (n - self._kept_at_flush.get(k, (0, 0))[1] for k, (_, n) in kept.items()), default=0
-        )
+        lost = max((n - before.get(k, (0, 0))[1] for k, (_, n) in kept.items()), default=0)
         written = max(0, queue.delivered - delivered - spooled - lost)
         if request.finish and any(s.flush_failed for s in self._live):
             written = 0  # the session's archive was not written: nothing of it is stored

@@ -17,6 +17,7 @@ deadline cuts is waiting on anything else (a hung injected fault, a hung open).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,11 @@ from workers.sinks.base import Sink
 from workers.spool import Spool, SpoolError
 
 logger = logging.getLogger("tracker.resilient")
+
+
+#: How long batches and flushes wait for a backend that is still opening (a login takes a
+#: second or two; past this the backend is treated as down and its batches spooled).
+OPEN_WAIT_SECONDS = 5.0
 
 
 class RetriesFailed(RuntimeError):
@@ -79,6 +85,11 @@ class ResilientSink(Sink):
         self.force_spool = False
         #: The last flush's own call failed (a finish then stored nothing: no archive).
         self.flush_failed = False
+        #: ``time.monotonic()`` when the open began, while it has not returned.
+        self.opening_since: float | None = None
+        self._replay_lock: anyio.Lock | None = None
+        self._open_done: anyio.Event | None = None
+        self._open_slow = False  # the first open outlasted OPEN_WAIT_SECONDS
 
     def fresh(self) -> ResilientSink:
         """A twin around a fresh inner sink, with its own spool (a forked child's)."""
@@ -105,29 +116,39 @@ class ResilientSink(Sink):
     # -- the Sink protocol -------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the backend; if it is down, start spooling and retry at each cool-down."""
+        """Open the backend; if it is down, start spooling and retry at each cool-down.
+
+        Batches may arrive while this runs (the pipeline does not wait for it: an SDK that
+        never answers must not hold anything back); until the backend is open they are spooled.
+        """
         self.inner.render_sentences = self.render_sentences
-        if self._spool_factory is not None:
-            self.spool = await anyio.to_thread.run_sync(self._spool_factory)
+        self.opening_since = time.monotonic()  # from here on, nothing else may open it
         try:
+            if self._spool_factory is not None:
+                self.spool = await anyio.to_thread.run_sync(self._spool_factory)
             await self._call(self.inner.open)
         except Exception as exc:
             if self.spool is None:
                 raise
             self._failed(exc, "open")
             return
+        finally:
+            self.opening_since = None
+            self._opened_event().set()
         self.opened = True
         self.breaker.success()
         await self._replay()  # what an earlier run left behind comes first
 
     async def write(self, records: list[Record]) -> None:
         """Deliver ``records``, or spool them (in order) when the backend cannot take them."""
+        await self._wait_for_open()
         if self._backlogged():
             if self.spool is not None:
                 await self._spool(records)
                 await self.maintain()
                 return
-            if self.force_spool:
+            if self.force_spool or self.opening_since is not None:
+                self.last_error = self.last_error or "the backend session is still opening"
                 self._lose(records)
                 return
             if not self.breaker.allows_call():  # no spool: a dead backend is not hammered
@@ -149,6 +170,7 @@ class ResilientSink(Sink):
 
         Raises (so the flush result lists it) when events are still spooled or were lost.
         """
+        await self._wait_for_open()
         if self._backlogged():
             await self.maintain(probe=True)
         problems: list[str] = []
@@ -168,15 +190,51 @@ class ResilientSink(Sink):
             )
             self._lost_unreported = 0
         if self.in_spool:
+            why = (
+                f"the backend session has not opened after "
+                f"{time.monotonic() - self.opening_since:.0f}s (the server may be unreachable)"
+                if self.opening_since is not None
+                else f"the backend failed ({self.last_error})"
+            )
             problems.append(
                 f"{self.in_spool} events wait in the spool at {self.spool.directory} because "  # type: ignore[union-attr]
-                f"the backend failed ({self.last_error}); they are replayed in order when it "
-                "answers again, or by the next handler started with the same spool"
+                f"{why}; they are replayed in order when it answers again, or by the next "
+                "handler started with the same spool"
             )
         if request.finish and self.spool is not None:
             self.spool.close()
         if problems:
             raise SpoolPendingError("; ".join(problems))
+
+    def _opened_event(self) -> anyio.Event:
+        """Set once the first open returned (created on the loop that sets and waits on it)."""
+        if self._open_done is None:
+            self._open_done = anyio.Event()
+        return self._open_done
+
+    async def _wait_for_open(self) -> None:
+        """Give a login in progress up to OPEN_WAIT_SECONDS, once; after that, spool at once.
+
+        A normal login takes a second or two, and what arrives meanwhile waits in the queue. A
+        backend that does not answer gets no more waits: its batches go to the spool (or are
+        lost without one, counted) and flushes say that it is still opening.
+        """
+        if self.opening_since is None or self._open_slow or self.force_spool:
+            return
+        with anyio.move_on_after(OPEN_WAIT_SECONDS):
+            await self._opened_event().wait()
+        if self.opening_since is not None and not self.force_spool:
+            self._open_slow = True
+            logger.warning(
+                "tracker: the %s backend has not opened after %.0fs; %s until it does",
+                self.name,
+                OPEN_WAIT_SECONDS,
+                "spooling" if self.spool is not None else "dropping events (no spool)",
+            )
+
+    def stop_waiting(self) -> None:
+        """On the loop: the exit deadline passed, a write waiting for the open goes on now."""
+        self._opened_event().set()
 
     def spool_now(self, records: list[Record]) -> None:
         """The exit deadline passed: store ``records`` in the spool at once, or count them lost."""
@@ -213,6 +271,8 @@ class ResilientSink(Sink):
 
     async def maintain(self, probe: bool = False) -> None:
         """If the breaker allows it (or ``probe``), reopen the backend and replay the spool."""
+        if self.opening_since is not None:  # the first open is still trying: never a second
+            return
         if self.force_spool or not (probe or self.breaker.allows_call()):
             return
         if not self.opened:
@@ -227,6 +287,12 @@ class ResilientSink(Sink):
     # -- internals ---------------------------------------------------------------------------
 
     async def _replay(self, probe: bool = False) -> None:
+        if self._replay_lock is None:
+            self._replay_lock = anyio.Lock()
+        async with self._replay_lock:  # open and a write's maintain() may both get here
+            await self._replay_locked(probe)
+
+    async def _replay_locked(self, probe: bool) -> None:
         spool = self.spool
         while spool is not None and spool.pending_batches:
             if not (probe or self.breaker.allows_call()):
