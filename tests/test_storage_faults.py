@@ -9,10 +9,12 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tracker import ClearMLCallbackHandler, CometCallbackHandler
+from tracker.testing import FaultySink, wrap_sinks
 
 
 @pytest.fixture
@@ -63,3 +65,28 @@ def test_an_unusable_offline_dir_names_the_cause_and_clearmls_own_copy(tmp_path:
     assert "ClearML's own copy is at" in error, error
     copy = Path(error.split("ClearML's own copy is at ")[1].split(":")[0])
     assert copy.exists(), error
+
+
+def test_a_spool_on_a_full_disk_counts_what_it_could_not_keep(small_disk: Path) -> None:
+    """The backend is down and the spool's disk fills: what did not fit is lost and counted,
+    never reported as written, and the flush names the cause."""
+    wrappers: list[FaultySink] = []
+
+    def down(sink: Any) -> FaultySink:
+        wrappers.append(FaultySink(sink, down=True))
+        return wrappers[0]
+
+    with wrap_sinks(down):
+        handler = ClearMLCallbackHandler(
+            task_name="full-spool", stream_logs=True, offline_dir=small_disk, batch_size=50
+        )
+    for i in range(3000):
+        handler.on_text(f"{i:05d} " + "spool me " * 60)
+    result = handler.flush_tracker(timeout=120)
+    stats = handler.stats()
+    assert not result.ok and result.written == 0, result
+    assert result.lost > 0 and stats["lost"] == result.lost, (result, stats)
+    assert stats["in_spool"] + stats["lost"] == 3000, stats
+    assert any("spool" in error and "disk is full" in error for error in result.errors), result
+    wrappers[0].down = False
+    handler.flush_tracker(finish=True, timeout=120)

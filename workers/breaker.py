@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -32,9 +33,9 @@ class RetryPolicy:
     open_deadline: float = 60.0
     flush_deadline: float = 600.0
 
-    def pause(self, retry: int) -> float:
-        """Seconds to wait before retry number ``retry`` (1-based)."""
-        return random.uniform(0.0, min(self.cap, self.base * 2**retry))
+    def pause(self, retry: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based); ``rng`` for tests."""
+        return (rng or random).uniform(0.0, min(self.cap, self.base * 2**retry))
 
 
 class CircuitBreaker:
@@ -45,12 +46,16 @@ class CircuitBreaker:
         threshold: int = 1,
         cooldown: float = 1.0,
         max_cooldown: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``threshold`` failed (already retried) calls open it; cool-downs double up to a cap."""
+        """``threshold`` failed (already retried) calls open it; cool-downs double up to a cap.
+
+        ``clock``: seconds, monotonic (a test passes one it controls).
+        """
         self.threshold = threshold
         self.base_cooldown = cooldown
         self.max_cooldown = max_cooldown
-        self._now = time.monotonic
+        self._now = clock
         self.failures = 0
         self.opened_at: float | None = None
         self.cooldown = cooldown

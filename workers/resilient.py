@@ -348,16 +348,22 @@ class ResilientSink(Sink):
             self.inner.open: retry.open_deadline,
             self.inner.flush: retry.flush_deadline,
         }.get(step, retry.deadline)
-        try:
-            with anyio.fail_after(deadline):
-                await step(*args)
-        except TimeoutError as exc:
-            raise TimeoutError(f"no answer within {deadline:g}s") from exc
+        # move_on_after, not fail_after: a TimeoutError the backend raises itself is its own
+        # cause, not a missed deadline.
+        with anyio.move_on_after(deadline) as scope:
+            await step(*args)
+        if scope.cancelled_caught:
+            raise TimeoutError(f"no answer within {deadline:g}s")
 
     async def _spool(self, records: list[Record]) -> None:
         batch = [record.to_wire() for record in records]
         # append fsyncs: off the runtime loop, which every pipeline of the process shares.
-        await anyio.to_thread.run_sync(self.spool.append, batch)  # type: ignore[union-attr]
+        try:
+            await anyio.to_thread.run_sync(self.spool.append, batch)  # type: ignore[union-attr]
+        except SpoolError as exc:  # a full disk: these are lost, and said to be
+            self.last_error = str(exc)
+            self._lose(records)
+            raise
         self.spooled += len(records)
 
     def _lose(self, records: list[Record]) -> None:
