@@ -42,8 +42,10 @@ from workers.wire import Op
 
 logger = logging.getLogger("tracker.forwarding")
 
-#: Bytes of encoded frames kept per handler for a worker restart (the open session's).
-RESEND_LIMIT_BYTES = 64 * 1024 * 1024
+#: Bytes of encoded frames kept per handler for a worker restart (the open session's). This is
+#: the application's memory: at 64 MB, two handlers took a process to 231 MB over a million
+#: events (benchmarks/RESULTS.md, memory b); past the limit, a death loses the oldest (counted).
+RESEND_LIMIT_BYTES = 16 * 1024 * 1024
 
 _STATS_DEFAULTS: dict[str, Any] = {
     "processed": 0,
