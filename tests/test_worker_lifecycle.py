@@ -33,7 +33,19 @@ from workers.link import current_link
 from workers.spool import Spool
 
 ROOT = Path(__file__).resolve().parent.parent
-REPLAY = (sys.executable, "-m", "tracker", "replay")
+REPLAY = ("-m", "tracker", "replay")
+
+
+def python(*args: str, cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    """A fresh Python running ``args`` (``-c CODE …`` or ``-m …``) with this repo importable."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+    )
 
 
 class CallbackCounter(BaseCallbackHandler):
@@ -137,16 +149,9 @@ EXITING = textwrap.dedent(
 
 
 def test_exit_backlog_is_spooled_and_delivered_by_the_next_process(offline_dir: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRACKER_EXIT_DRAIN_SECONDS": "2"}
+    env = {"TRACKER_EXIT_DRAIN_SECONDS": "2"}
     started = time.monotonic()
-    first = subprocess.run(
-        [sys.executable, "-c", EXITING, str(offline_dir)],
-        cwd=offline_dir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    first = python("-c", EXITING, str(offline_dir), cwd=offline_dir, **env)
     took = time.monotonic() - started
     assert first.returncode == 0, first.stderr[-3000:]
     assert "exit drain timed out" in first.stderr, first.stderr[-3000:]
@@ -194,14 +199,7 @@ HOOKED = textwrap.dedent(
 
 def test_redact_hook_defined_in_main_works(offline_dir: Path) -> None:
     """A lambda/closure from ``python -c`` still redacts: it runs in the application's process."""
-    done = subprocess.run(
-        [sys.executable, "-c", HOOKED, str(offline_dir)],
-        cwd=offline_dir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    done = python("-c", HOOKED, str(offline_dir), cwd=offline_dir)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["1", "2"]  # one withheld, both processed
     lines = [json.loads(line) for path in offline_dir.glob("*.jsonl") for line in path.open()]
@@ -226,16 +224,9 @@ HUNG = textwrap.dedent(
 def test_exit_with_a_hung_backend_is_bounded_and_spools(offline_dir: Path) -> None:
     """A backend call that never returns: the exit still ends within deadline + grace, and the
     events still queued in the worker are spooled for the next start (issue 11, item 1)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRACKER_EXIT_DRAIN_SECONDS": "2"}
+    env = {"TRACKER_EXIT_DRAIN_SECONDS": "2"}
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-c", HUNG, str(offline_dir)],
-        cwd=offline_dir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+    done = python("-c", HUNG, str(offline_dir), cwd=offline_dir, **env)
     took = time.monotonic() - started
     assert done.returncode == 0, done.stderr[-3000:]
     assert took < 2 + 5 + 8, f"the exit took {took:.1f}s\n{done.stderr[-3000:]}"
@@ -271,14 +262,7 @@ SPILLING = textwrap.dedent(
 
 def crash_with_a_spill(offline_dir: Path) -> list[str]:
     """Run SPILLING (killed mid-spill); the texts its spill holds, checked scrubbed."""
-    crashed = subprocess.run(
-        [sys.executable, "-c", SPILLING, str(offline_dir)],
-        cwd=offline_dir,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    crashed = python("-c", SPILLING, str(offline_dir), cwd=offline_dir)
     assert crashed.returncode == -9, crashed.stderr[-3000:]
     directory = offline_dir / "spool" / "overflow"
     spool = Spool(directory)
@@ -313,22 +297,10 @@ def test_tracker_replay_delivers_an_overflow_spill(offline_dir: Path) -> None:
     """``tracker replay spool/overflow --backend jsonl`` delivers a crash's spill, once."""
     spilled = crash_with_a_spill(offline_dir)
     directory = offline_dir / "spool" / "overflow"
-    refused = subprocess.run(
-        [*REPLAY, str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    refused = python(*REPLAY, str(directory))
     assert refused.returncode == 2 and "--backend" in refused.stderr
     out = offline_dir / "replayed"
-    cli = subprocess.run(
-        [*REPLAY, str(directory), "--backend", "jsonl", "--offline-dir", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    cli = python(*REPLAY, str(directory), "--backend", "jsonl", "--offline-dir", str(out))
     assert cli.returncode == 0, cli.stdout + cli.stderr
     assert f"{len(spilled)} events replayed" in cli.stdout
     lines = [json.loads(line) for path in out.glob("*.jsonl") for line in path.open()]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,3 +92,59 @@ def stalled(stats: dict[str, Any]) -> list[str]:
         if name not in stats.get("opening", [])
     ]
     return errors
+
+
+class FlushWaiting:
+    """``flush`` (blocking) and ``aflush`` (awaitable) over a pipeline's ``submit``: one
+    implementation for the worker's pipeline and for the application's side of it."""
+
+    #: (processed, dropped) as of the last flush: what a timed-out result counts from.
+    _since_flush: tuple[int, int]
+
+    def submit(self, request: FlushRequest) -> None:
+        """Put a flush barrier in the queue (the pipeline's own)."""
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, Any]:
+        """The pipeline's counters (the pipeline's own)."""
+        raise NotImplementedError
+
+    def _refuse_blocking_flush(self) -> None:
+        """Raise where a blocking flush would wait for itself (nowhere, by default)."""
+
+    def flush(self, request: FlushRequest, timeout: float | None) -> FlushResult:
+        """Block until ``request`` came out of every sink, or ``timeout`` seconds passed."""
+        warn_if_blocking_a_loop()
+        self._refuse_blocking_flush()
+        started = time.monotonic()
+        self.submit(request)
+        try:
+            result = request.done.result(timeout)
+        except concurrent.futures.TimeoutError:
+            result = self._timed_out()
+        result.seconds = time.monotonic() - started
+        return result
+
+    async def aflush(self, request: FlushRequest, timeout: float | None) -> FlushResult:
+        """Await ``request`` without blocking the caller's loop; same result as :meth:`flush`."""
+        started = time.monotonic()
+        self.submit(request)
+        waiter = asyncio.wrap_future(request.done)
+        try:
+            # shield: cancelling or timing out the caller must not cancel the flush itself.
+            result = await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except asyncio.TimeoutError:
+            result = self._timed_out()
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _timed_out(self) -> FlushResult:
+        stats = self.stats()
+        delivered, dropped = self._since_flush
+        return FlushResult(
+            written=stats["processed"] - delivered,
+            dropped=stats["dropped"] - dropped,
+            pending=stats["pending"],
+            timed_out=True,
+            errors=stalled(stats),
+        )

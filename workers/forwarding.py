@@ -15,20 +15,17 @@ each flush when every sink has stored what it got by then (a server, a JSON-line
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import itertools
 import logging
 import sys
 import threading
-import time
 from collections import deque
 from typing import Any
 
 from workers import snapshot, wire
 from workers.counters import Counters
 from workers.event import Event, Kind
-from workers.flush import FlushRequest, FlushResult, stalled, warn_if_blocking_a_loop
+from workers.flush import FlushRequest, FlushResult, FlushWaiting
 from workers.link import WorkerLink, get_link
 from workers.options import PipelineOptions
 from workers.plan import PipelinePlan
@@ -92,7 +89,7 @@ class SinkMirror:
             self.archive_path = Path(archive)
 
 
-class ForwardingPipeline:
+class ForwardingPipeline(FlushWaiting):
     """The application's half of a handler whose work runs in the tracker worker."""
 
     def __init__(
@@ -195,42 +192,6 @@ class ForwardingPipeline:
         """Queue a ``reset_callback_meta``: it applies after the events already queued."""
         self.queue.put_control(Kind.RESET, ())
         self.wake()
-
-    def flush(self, request: FlushRequest, timeout: float | None) -> FlushResult:
-        """Block until ``request`` came out of every sink, or ``timeout`` seconds passed."""
-        warn_if_blocking_a_loop()
-        started = time.monotonic()
-        self.submit(request)
-        try:
-            result = request.done.result(timeout)
-        except concurrent.futures.TimeoutError:
-            result = self._timed_out()
-        result.seconds = time.monotonic() - started
-        return result
-
-    async def aflush(self, request: FlushRequest, timeout: float | None) -> FlushResult:
-        """Await ``request`` without blocking the caller's loop; same result as :meth:`flush`."""
-        started = time.monotonic()
-        self.submit(request)
-        waiter = asyncio.wrap_future(request.done)
-        try:
-            # shield: cancelling or timing out the caller must not cancel the flush itself.
-            result = await asyncio.wait_for(asyncio.shield(waiter), timeout)
-        except asyncio.TimeoutError:
-            result = self._timed_out()
-        result.seconds = time.monotonic() - started
-        return result
-
-    def _timed_out(self) -> FlushResult:
-        stats = self.stats()
-        delivered, dropped = self._since_flush
-        return FlushResult(
-            written=stats["processed"] - delivered,
-            dropped=stats["dropped"] - dropped,
-            pending=stats["pending"],
-            timed_out=True,
-            errors=stalled(stats),
-        )
 
     def stats(self) -> dict[str, Any]:
         """Counters: this process's queue, and the worker's pipeline as of its last report."""

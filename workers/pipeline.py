@@ -9,8 +9,6 @@ events enqueued before and after them.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
 import os
 import threading
@@ -23,7 +21,7 @@ import anyio
 
 from workers.breaker import RetryPolicy
 from workers.event import Event, Kind
-from workers.flush import FlushRequest, FlushResult, stalled, warn_if_blocking_a_loop
+from workers.flush import FlushRequest, FlushResult, FlushWaiting
 from workers.options import PipelineOptions
 from workers.queue import DropWarner, EventQueue
 from workers.records import Record, convert
@@ -42,7 +40,7 @@ OPEN_SLOW_SECONDS = 5.0
 HEALTH_INTERVAL = 10.0  # seconds between samples of the tracker's own health (and at flushes)
 
 
-class Pipeline:
+class Pipeline(FlushWaiting):
     """The background half of a handler: owns its queue, drives its sinks."""
 
     def __init__(
@@ -168,46 +166,12 @@ class Pipeline:
         self.queue.put_control(Kind.RESET, ())
         self.wake()
 
-    def flush(self, request: FlushRequest, timeout: float | None) -> FlushResult:
-        """Block until ``request`` came out of every sink, or ``timeout`` seconds passed."""
-        warn_if_blocking_a_loop()
+    def _refuse_blocking_flush(self) -> None:
         if self._runtime.in_runtime_thread():
             raise RuntimeError(
                 "flush_tracker() was called from the tracker's own worker loop, where it would "
                 "wait for itself; use 'await handler.aflush_tracker(...)' there instead"
             )
-        started = time.monotonic()
-        self.submit(request)
-        try:
-            result = request.done.result(timeout)
-        except concurrent.futures.TimeoutError:
-            result = self._timed_out()
-        result.seconds = time.monotonic() - started
-        return result
-
-    async def aflush(self, request: FlushRequest, timeout: float | None) -> FlushResult:
-        """Await ``request`` without blocking the caller's loop; same result as :meth:`flush`."""
-        started = time.monotonic()
-        self.submit(request)
-        waiter = asyncio.wrap_future(request.done)
-        try:
-            # shield: cancelling or timing out the caller must not cancel the flush itself.
-            result = await asyncio.wait_for(asyncio.shield(waiter), timeout)
-        except asyncio.TimeoutError:
-            result = self._timed_out()
-        result.seconds = time.monotonic() - started
-        return result
-
-    def _timed_out(self) -> FlushResult:
-        queue = self.queue
-        delivered, dropped = self._since_flush
-        return FlushResult(
-            written=queue.delivered - delivered,
-            dropped=queue.dropped - dropped,
-            pending=max(0, queue.enqueued - queue.delivered - queue.dropped),
-            timed_out=True,
-            errors=stalled(self.stats()),
-        )
 
     def drain_at_exit(self, timeout: float) -> None:
         """Interpreter exit: deliver what is queued and finish the sinks, within ``timeout``."""
