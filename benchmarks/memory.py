@@ -50,6 +50,7 @@ from benchmarks.load import (
     worker_pid,
 )
 from benchmarks.subjects import our_handlers
+from workers.forwarding import RESEND_LIMIT_BYTES
 
 SINK_RATE = 500.0  # events/s each throttled sink writes
 PRODUCER_FACTOR = 10  # producers offer this many times the sinks' rate
@@ -435,7 +436,8 @@ def _overload_table(sizes: Sizes, raw: dict[str, Any]) -> Table:
     table.add(
         "the queues' bound",
         f"{fmt_mb(bound)} = 2 handlers x queue_size {sizes.memory_queue:,} x {per_event:.0f} B "
-        f"+ the resend buffer's growth {fmt_mb(o['resend_growth'])} (≤ 64 MB per handler)",
+        f"+ the resend buffer's growth {fmt_mb(o['resend_growth'])} "
+        f"(≤ {RESEND_LIMIT_BYTES // 2**20} MB per handler)",
         "—",
         "—",
     )
@@ -601,7 +603,8 @@ def _million_table(sizes: Sizes, raw: dict[str, Any]) -> Table:
         "pace and every one of them reaches the session tables (rows past 5,000 per table "
         "spill to a file in the worker, workers/session.py); no flush until all were "
         "processed.",
-        "This process keeps the open sessions' encoded frames (up to 64 MB per handler, "
+        "This process keeps the open sessions' encoded frames (up to "
+        f"{RESEND_LIMIT_BYTES // 2**20} MB per handler, "
         "workers/forwarding.py RESEND_LIMIT_BYTES) to rebuild them in a new worker if the "
         "worker dies; offline sessions release them only at finish, so they are part of this "
         "process's RSS here; past the limit the oldest go and their events count as "
