@@ -30,6 +30,7 @@ from langchain_core.prompts import PromptTemplate
 from tracker import TrackerCallbackHandler, sinks
 from tracker.archive import read_clearml_archive, read_comet_archive
 from workers.link import current_link
+from workers.sinks.spec import SinkSpec
 from workers.spool import Spool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -306,3 +307,17 @@ def test_tracker_replay_delivers_an_overflow_spill(offline_dir: Path) -> None:
     lines = [json.loads(line) for path in out.glob("*.jsonl") for line in path.open()]
     assert [line["fields"]["text"] for line in lines if line.get("kind") == "on_text"] == spilled
     assert Spool(directory).pending_batches == 0
+
+
+def test_a_sink_the_worker_cannot_build_is_an_error_not_a_hang(offline_dir: Path) -> None:
+    """A sink whose class the worker cannot import (say, an SDK missing there): the flush
+    answers with the cause, and every event is counted dropped, none pending."""
+    broken = SinkSpec("workers.sinks.missing.NoSuchSink", {}, name="missing")
+    handler = TrackerCallbackHandler([broken], offline_dir=offline_dir)
+    for i in range(10):
+        handler.on_text(f"x{i}")
+    result = handler.flush_tracker(finish=True, timeout=30)
+    assert not result.timed_out and not result.ok, result
+    assert "No module named 'workers.sinks.missing'" in result.errors[0], result
+    stats = handler.stats()
+    assert (stats["dropped"], stats["pending"]) == (10, 0), stats

@@ -28,7 +28,7 @@ class RetryPolicy:
     base: float = 0.05
     cap: float = 2.0
     deadline: float = 30.0
-    #: Opening a session (a ClearML Task, a Comet experiment, a child process) and flushing it
+    #: Opening a session (a ClearML Task, a Comet experiment) and flushing it
     #: (tables, assets, with finish the archive) take longer than a batch.
     open_deadline: float = 60.0
     flush_deadline: float = 600.0

@@ -490,10 +490,10 @@ class Analyzer:
     ``processes`` tokens (one per event loop) caps how many of them this analyzer keeps busy.
 
     Caveats inherited from anyio's workers: each one re-runs the parent's ``__main__`` file (as
-    ``__mp_main__``) when it starts, exactly like multiprocessing's spawn mode.  So a script
-    using this must keep its entry point under ``if __name__ == "__main__":`` (otherwise the
-    worker fails to start), and any side effect at its top level (an LLM call!) is repeated
-    once per worker.  Workers' stderr goes to ``/dev/null``: log records emitted inside a
+    ``__mp_main__``) when it starts, exactly like multiprocessing's spawn mode.  That is why
+    only the tracker worker (``python -m workers.worker``, whose main module is guarded) fans
+    out to processes; in the application's process (``sink_process=False``) the analyzer is
+    ``local_only``.  Workers' stderr goes to ``/dev/null``: log records emitted inside a
     worker are lost.
 
     Args:
@@ -555,13 +555,9 @@ class Analyzer:
                 )
             except anyio.BrokenWorkerProcess as exc:
                 if "initialization" in str(exc) and not self._start_failure_logged:
-                    # The usual cause: the worker re-ran the parent's unguarded main script.
                     self._start_failure_logged = True
                     logger.error(
-                        "a metrics worker process failed to start (%r). Workers re-run the main "
-                        "script as __mp_main__: keep its entry point under "
-                        "`if __name__ == '__main__':`",
-                        exc.__cause__ or exc,
+                        "a metrics worker process failed to start (%r)", exc.__cause__ or exc
                     )
                 raise
 

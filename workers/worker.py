@@ -61,7 +61,8 @@ class Worker:
         self._reply_lock = threading.Lock()
         self.pipelines: dict[int, Pipeline] = {}
         self._sent: dict[int, dict[str, Any]] = {}
-        self._undecodable: dict[int, int] = {}
+        self._undecodable: dict[int, int] = {}  # events counted dropped, per handler
+        self._broken: dict[int, str] = {}  # handlers whose pipeline could not be built: why
         self._stop = threading.Event()
 
     # -- replies ---------------------------------------------------------------------------
@@ -141,7 +142,7 @@ class Worker:
             return False
         pipeline = self.pipelines.get(key)
         if pipeline is None:
-            logger.error("tracker worker: %s for unknown pipeline %d", op.name, key)
+            self._unserved(op, key, seq, payload)
             return False
         if op is Op.EVENTS:
             count, data = payload
@@ -158,7 +159,24 @@ class Worker:
     def _open(self, key: int, plan: PipelinePlan) -> None:
         if key in self.pipelines:
             return
-        self.pipelines[key] = plan.build()
+        try:
+            self.pipelines[key] = plan.build()
+        except Exception as exc:  # a sink that cannot be built (a missing SDK, bad arguments)
+            self._broken[key] = f"{type(exc).__name__}: {exc}"
+            logger.error("tracker worker: could not set up a handler: %s", exc)
+
+    def _unserved(self, op: Op, key: int, seq: int, payload: Any) -> None:
+        """A request for a handler the worker could not set up: answer, count, never hang."""
+        why = self._broken.get(key, "unknown handler")
+        if op is Op.EVENTS:
+            self._undecodable[key] = self._undecodable.get(key, 0) + payload[0]
+            stats = {"processed": 0, "dropped": self._undecodable[key], "closed": False}
+            self._reply(Op.STATE, key, 0, {"stats": stats, "open_errors": {"worker": why}})
+        elif op is Op.FLUSH:
+            request_id = payload[0]
+            error = f"the tracker worker could not set up this handler: {why}"
+            state = {"stats": {"processed": 0, "dropped": self._undecodable.get(key, 0)}}
+            self._reply(Op.FLUSHED, key, request_id, (FlushResult(errors=[error]), state))
 
     def _ingest(self, key: int, pipeline: Pipeline, count: int, data: bytes) -> None:
         try:

@@ -216,7 +216,7 @@ class CometSink(Sink):
         """Backpressure: let comet_ml's writer thread catch up before taking more.
 
         comet_ml queues every message in memory and its offline writer thread puts them on disk
-        about 1 000 per second; faster input grew the sink process by hundreds of MB per million
+        about 1 000 per second; faster input grew the SDK's process by hundreds of MB per million
         events (benchmarks/RESULTS.md, memory). Waiting here (a worker thread of the sink) holds
         our bounded queue back instead, where the overflow policy applies.
         """
