@@ -26,7 +26,7 @@ from workers import snapshot, wire
 from workers.counters import Counters
 from workers.event import Event, Kind
 from workers.flush import FlushRequest, FlushResult, FlushWaiting
-from workers.link import WorkerLink, get_link
+from workers.link import WorkerLink, attach
 from workers.options import PipelineOptions
 from workers.plan import PipelinePlan
 from workers.queue import DropWarner, EventQueue
@@ -134,8 +134,7 @@ class ForwardingPipeline(FlushWaiting):
         )
         self.finish_request: FlushRequest | None = None
         self._reset_state()
-        self._link = link or get_link()
-        self._link.attach(self)
+        self._link = link if link is not None and link.attach(self) else attach(self)
 
     def _reset_state(self) -> None:
         self._state: dict[str, Any] = {}
@@ -165,8 +164,7 @@ class ForwardingPipeline(FlushWaiting):
         self.sinks = [SinkMirror(mirror.spec) for mirror in self.sinks]
         self.finish_request = None
         self._reset_state()
-        self._link = get_link()
-        self._link.attach(self)
+        self._link = attach(self)
 
     # -- caller side -----------------------------------------------------------------------
 

@@ -72,16 +72,23 @@ class WorkerLink:
 
     # -- handlers --------------------------------------------------------------------------
 
-    def attach(self, pipeline: ForwardingPipeline) -> int:
-        """Register ``pipeline`` and open it in the worker (started now if needed)."""
+    def attach(self, pipeline: ForwardingPipeline) -> bool:
+        """Register ``pipeline`` and open it in the worker (started now if needed).
+
+        False when this link is stopping (its last handler just finished): the caller takes a
+        new one from :func:`attach`. Checked under the lock that ``detach`` takes, so a handler
+        built while another finishes never joins a worker on its way out.
+        """
         with self._lock:
+            if self._stopping:
+                return False
             key = next(self._keys)
             self._pipelines[key] = pipeline
             pipeline.key = key
             if self._process is None:
                 self._start()
             self._send_open(pipeline)
-        return key
+        return True
 
     def detach(self, pipeline: ForwardingPipeline) -> None:
         """Forget a finished pipeline; the worker stops when the last one is gone."""
@@ -344,6 +351,14 @@ def get_link() -> WorkerLink:
         if _link is None or _link.pid != os.getpid() or _link._stopping:
             _link = WorkerLink()
         return _link
+
+
+def attach(pipeline: ForwardingPipeline) -> WorkerLink:
+    """Attach ``pipeline`` to the process's link (a new one if the current one is stopping)."""
+    while True:
+        link = get_link()
+        if link.attach(pipeline):
+            return link
 
 
 def current_link() -> WorkerLink | None:
