@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 
 from tracker.archive import ClearMLArchive, CometArchive, read_archive
+from workers.metrics import COMPLEXITY_METRICS
 
 pytestmark = [pytest.mark.timeout(150)]
 
@@ -42,23 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "unguarded_script.py"
 DEADLINE_S = 60.0  # a child still running by then is killed, with its process group
 CHAINS = 3  # the script's chains: one LLM generation each
-NUMERIC_TEXTSTAT_METRICS = (  # the seed's 16 complexity metrics but text_standard (a string)
-    "flesch_reading_ease",
-    "flesch_kincaid_grade",
-    "smog_index",
-    "coleman_liau_index",
-    "automated_readability_index",
-    "dale_chall_readability_score",
-    "difficult_words",
-    "linsear_write_formula",
-    "gunning_fog",
-    "fernandez_huerta",
-    "szigriszt_pazos",
-    "gutierrez_polini",
-    "crawford",
-    "gulpease_index",
-    "osman",
-)
+# The seed's 16 complexity metrics but text_standard (a string).
+NUMERIC_TEXTSTAT_METRICS = tuple(m for m in COMPLEXITY_METRICS if m != "text_standard")
 
 # Runs the script's code the way Jupyter/IPython does: in a fresh module named __main__ that has
 # no __file__, installed as sys.modules["__main__"].
