@@ -31,16 +31,16 @@ from typing import Any
 import anyio
 import psutil
 
-from workers.counters import Counters
 from workers.flush import FlushRequest
 from workers.records import Record
 from workers.sinks.base import Sink
 from workers.sinks.spec import SinkSpec
+from workers.testing import DelegatingSink
 
 MB = 1024 * 1024
 
 
-class ControlledSink(Sink):
+class ControlledSink(DelegatingSink):
     """Delegates to ``inner``; writes can be paused or throttled, flushes are timed.
 
     ``control``: the :class:`LoadControl` folder. The wrapper looks at it on every write (a
@@ -50,37 +50,15 @@ class ControlledSink(Sink):
 
     def __init__(self, inner: Sink | SinkSpec, *, control: str) -> None:
         """Wrap ``inner`` (built here first when it is a spec: in the worker, the real sink)."""
-        if isinstance(inner, SinkSpec):
-            inner = inner.build()
-        self.inner = inner
+        super().__init__(inner)
         self.control = control
-        self.name = inner.name
-        self.needs_complexity = inner.needs_complexity
-        self.needs_pages = inner.needs_pages
         self._paused = os.path.join(control, "paused")
         self._rate = os.path.join(control, "rate")
-        self._flushes = os.path.join(control, f"flush-{inner.name}")
+        self._flushes = os.path.join(control, f"flush-{self.inner.name}")
 
     def fresh(self) -> ControlledSink:
         """A twin around a fresh inner sink (a forked child's)."""
         return ControlledSink(self.inner.fresh(), control=self.control)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    @property
-    def counters(self) -> Counters:
-        """The real sink's counters."""
-        return self.inner.counters
-
-    @property
-    def archive_path(self) -> Any:  # type: ignore[override]
-        """The real sink's archive."""
-        return self.inner.archive_path
-
-    @archive_path.setter
-    def archive_path(self, value: Any) -> None:
-        self.inner.archive_path = value
 
     def rate(self) -> float | None:
         """Events per second a write may go at (None: free)."""
@@ -89,11 +67,6 @@ class ControlledSink(Sink):
                 return float(file.read().strip() or 0) or None
         except (OSError, ValueError):
             return None
-
-    async def open(self) -> None:
-        """Open the real sink (with the renderer the pipeline gave this wrapper)."""
-        self.inner.render_sentences = self.render_sentences
-        await self.inner.open()
 
     async def write(self, records: list[Record]) -> None:
         """Wait while paused, sleep per the rate, then write."""
@@ -113,18 +86,6 @@ class ControlledSink(Sink):
             took = time.monotonic() - reached
             with open(self._flushes, "a", encoding="utf-8") as file:
                 file.write(f"{reached!r} {took!r}\n")
-
-    async def log_health(self, values: dict[str, float], step: int) -> None:
-        """The real sink's health logging (the pipeline's own scalars)."""
-        await self.inner.log_health(values, step)
-
-    async def reset_counters(self) -> None:
-        """Reset the real sink's counters."""
-        await self.inner.reset_counters()
-
-    async def close(self) -> None:
-        """Close the real sink."""
-        await self.inner.close()
 
 
 @dataclass(frozen=True)

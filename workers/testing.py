@@ -19,7 +19,66 @@ from workers.sinks.base import Sink
 from workers.sinks.spec import SinkSpec
 
 
-class FaultySink(Sink):
+class DelegatingSink(Sink):
+    """A sink that hands every call to ``inner``: the base of wrappers that add something.
+
+    ``inner`` may be a :class:`SinkSpec`: the wrapper is then built where the sink runs (in the
+    tracker worker) and builds the real sink there.
+    """
+
+    def __init__(self, inner: Sink | SinkSpec) -> None:
+        """Wrap ``inner`` (built first when it is a spec)."""
+        if isinstance(inner, SinkSpec):
+            inner = inner.build()
+        self.inner = inner
+        self.name = inner.name
+        self.needs_complexity = inner.needs_complexity
+        self.needs_pages = inner.needs_pages
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    @property
+    def counters(self) -> Counters:
+        """The real sink's counters."""
+        return self.inner.counters
+
+    @property
+    def archive_path(self) -> Any:  # type: ignore[override]
+        """The real sink's archive."""
+        return self.inner.archive_path
+
+    @archive_path.setter
+    def archive_path(self, value: Any) -> None:
+        self.inner.archive_path = value
+
+    async def open(self) -> None:
+        """Open the real sink (with the renderer the pipeline gave this wrapper)."""
+        self.inner.render_sentences = self.render_sentences
+        await self.inner.open()
+
+    async def write(self, records: list[Record]) -> None:
+        """Write to the real sink."""
+        await self.inner.write(records)
+
+    async def flush(self, request: FlushRequest) -> None:
+        """Flush the real sink."""
+        await self.inner.flush(request)
+
+    async def log_health(self, values: dict[str, float], step: int) -> None:
+        """The real sink's health scalars."""
+        await self.inner.log_health(values, step)
+
+    async def reset_counters(self) -> None:
+        """Reset the real sink's counters."""
+        await self.inner.reset_counters()
+
+    async def close(self) -> None:
+        """Close the real sink."""
+        await self.inner.close()
+
+
+class FaultySink(DelegatingSink):
     """Delegates to ``inner``, with faults injected before each call reaches it.
 
     ``delay``: seconds added to every write; ``fail_every``: every n-th write raises; ``down``:
@@ -38,12 +97,8 @@ class FaultySink(Sink):
         down: bool = False,
         hang: bool = False,
     ) -> None:
-        if isinstance(inner, SinkSpec):  # built in the worker from faulty()
-            inner = inner.build()
-        self.inner = inner
-        self.name = inner.name
-        self.needs_complexity = inner.needs_complexity
-        self.needs_pages = inner.needs_pages
+        """Wrap ``inner`` with the faults."""
+        super().__init__(inner)
         self.delay = delay
         self.fail_every = fail_every
         self.down = down
@@ -53,23 +108,9 @@ class FaultySink(Sink):
         self.calls_while_down = 0
 
     def fresh(self) -> FaultySink:
+        """A twin around a fresh inner sink (a forked child's)."""
         faults = {"delay": self.delay, "fail_every": self.fail_every, "down": self.down}
         return FaultySink(self.inner.fresh(), hang=self.hang, **faults)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    @property
-    def counters(self) -> Counters:
-        return self.inner.counters
-
-    @property
-    def archive_path(self) -> Any:  # type: ignore[override]
-        return self.inner.archive_path
-
-    @archive_path.setter
-    def archive_path(self, value: Any) -> None:
-        self.inner.archive_path = value
 
     def _fault(self, what: str) -> None:
         self.calls += 1
@@ -78,11 +119,12 @@ class FaultySink(Sink):
             raise ConnectionError(f"injected outage: {what} refused")
 
     async def open(self) -> None:
+        """Fault, then open the real sink."""
         self._fault("open")
-        self.inner.render_sentences = self.render_sentences
-        await self.inner.open()
+        await super().open()
 
     async def write(self, records: list[Record]) -> None:
+        """Fault (or wait), then write to the real sink."""
         self._fault("write")
         self.writes += 1
         if self.hang:
@@ -94,18 +136,14 @@ class FaultySink(Sink):
         await self.inner.write(records)
 
     async def flush(self, request: FlushRequest) -> None:
+        """Fault, then flush the real sink."""
         self._fault("flush")
         await self.inner.flush(request)
 
     async def log_health(self, values: dict[str, float], step: int) -> None:
+        """Fault, then the real sink's health scalars."""
         self._fault("health")
         await self.inner.log_health(values, step)
-
-    async def reset_counters(self) -> None:
-        await self.inner.reset_counters()
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 def faulty(spec: SinkSpec, **faults: Any) -> SinkSpec:
