@@ -76,10 +76,10 @@ def test_a_spool_on_a_full_disk_counts_what_it_could_not_keep(small_disk: Path) 
         wrappers.append(FaultySink(sink, down=True))
         return wrappers[0]
 
+    # Comet, not ClearML: an in-process ClearML Task that cannot close on the full disk would
+    # stay current in this process, and later handlers would reuse it, as the seed does.
     with wrap_sinks(down):
-        handler = ClearMLCallbackHandler(
-            task_name="full-spool", stream_logs=True, offline_dir=small_disk, batch_size=50
-        )
+        handler = CometCallbackHandler(stream_logs=True, offline_dir=small_disk, batch_size=50)
     for i in range(3000):
         handler.on_text(f"{i:05d} " + "spool me " * 60)
     result = handler.flush_tracker(timeout=120)

@@ -91,7 +91,8 @@ def comet_actions(path: Path) -> Counter[str]:
 async def test_killed_worker_loses_nothing_and_duplicates_nothing(offline_dir: Path) -> None:
     handler = TrackerCallbackHandler(
         [
-            sinks.clearml(task_name="killed", offline_dir=offline_dir),
+            # sink_process=True: in the worker even if an earlier test left a Task current here
+            sinks.clearml(task_name="killed", offline_dir=offline_dir, sink_process=True),
             sinks.comet(offline_dir=offline_dir),
         ],
         offline_dir=offline_dir,
