@@ -36,7 +36,7 @@ from benchmarks.common import (
     met,
     rotated,
 )
-from benchmarks.subjects import SHORT_ANSWER, Handlers, counting_callback_errors
+from benchmarks.subjects import SHORT_ANSWER, Handlers, counting_callback_errors, our_handlers
 
 TARGET_RATIO = 1.05
 SUSTAINED_TARGET = 1.10
@@ -139,27 +139,15 @@ def sustained_handlers(offline_dir: Path) -> Handlers:
     phase's handlers; ClearML there reuses the phase's Task, as the seed reuses a current Task),
     every other setting at its default.
     """
-    from tracker import ClearMLCallbackHandler, CometCallbackHandler
+    from workers.options import DEFAULT_QUEUE_SIZE
 
-    clearml = ClearMLCallbackHandler(
-        task_name="tracker benchmark (sustained)",
-        stream_logs=True,
-        complexity_metrics=True,
+    clearml, comet = our_handlers(
+        offline_dir,
+        all_features=True,
         visualize=False,
-        offline=True,
-        offline_dir=offline_dir,
+        queue_size=DEFAULT_QUEUE_SIZE,
+        label="tracker benchmark (sustained)",
     )
-    comet = CometCallbackHandler(
-        project_name="tracker-benchmark",
-        name="tracker benchmark (sustained)",
-        stream_logs=True,
-        complexity_metrics=True,
-        visualizations=None,
-        offline=True,
-        offline_dir=offline_dir,
-    )
-    for handler in (clearml, comet):  # wait for the background start: no turn times it
-        handler.flush_tracker(timeout=120)
     return Handlers(clearml, comet)
 
 

@@ -87,11 +87,15 @@ def our_handlers(
     all_features: bool,
     queue_size: int,
     control: LoadControl | None = None,
+    visualize: bool | None = None,
+    label: str = "tracker benchmark",
     **extra: Any,
 ) -> tuple[Any, Any]:
     """Our ClearML and Comet handlers, offline, their sinks in the tracker worker by default.
 
     ``all_features``: stream_logs, complexity metrics and visualizations; else stream_logs only.
+    ``visualize``: overrides whether visualizations are on (None: as ``all_features``).
+    ``label``: the Task's and the experiment's name.
     ``control``: wrap each sink in a :class:`~benchmarks.load.ControlledSink` driven by it (built
     where the sink runs). ``extra``: more keyword arguments for both handlers
     (``sink_process=False`` runs everything in this process, the debugging mode).
@@ -103,11 +107,12 @@ def our_handlers(
     if control is not None:
         clearml_class, comet_class = _controlled_classes()
         extra["control"] = control
+    pictures = all_features if visualize is None else visualize
     clearml = clearml_class(
-        task_name="tracker benchmark",
+        task_name=label,
         stream_logs=True,
         complexity_metrics=all_features,
-        visualize=all_features,
+        visualize=pictures,
         offline=True,
         offline_dir=offline_dir,
         queue_size=queue_size,
@@ -115,10 +120,10 @@ def our_handlers(
     )
     comet = comet_class(
         project_name="tracker-benchmark",
-        name="tracker benchmark",
+        name=label,
         stream_logs=True,
         complexity_metrics=all_features,
-        visualizations=["dep", "ent"] if all_features else None,
+        visualizations=["dep", "ent"] if pictures else None,
         offline=True,
         offline_dir=offline_dir,
         queue_size=queue_size,
