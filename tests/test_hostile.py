@@ -266,12 +266,11 @@ def archived_rows_and_texts(backend: str, path: Path, name: str) -> tuple[list[A
     """The action rows (as dicts) and every logged text of an archive."""
     if backend == "clearml":
         archive = read_clearml_archive(path)
-        table = archive.tables()[("Action Records", name)]
+        table = dict(archive.table_parts("Action Records"))[name]
         return table.to_dict("records"), archive.text_lines()
     comet = read_comet_archive(path)
-    rows = json.loads(comet.assets()["langchain-action_records.json"][0])
     texts = [text for text, _ in comet.texts()]
-    return rows, texts
+    return comet.action_records(), texts
 
 
 def check_stats(handler: Any) -> dict[str, Any]:
@@ -344,6 +343,14 @@ def test_stream_of_100k_tokens_into_both_backends(offline_dir: Path):
         tokens = [r["token"] for r in rows if r.get("action") == "on_llm_new_token"]
         assert len(tokens) == 100_000 and tokens[-1] == "t99999 "
         assert any(SENTINEL in str(r.get("prompts")) for r in rows)
+    # Past table_rows (10,000), the reports carry the first rows; the full tables are files.
+    clearml = read_clearml_archive(handlers["clearml"].archive_path)
+    assert len(clearml.tables()[("Action Records", "stream")]) == 10_000
+    assert [a["key"] for a in clearml.artifacts()] == ["Action Records / stream"]
+    comet = read_comet_archive(handlers["comet"].archive_path)
+    shown, meta = comet.assets()["langchain-action_records.json"]
+    assert len(json.loads(shown)) == 10_000 and meta["rows"] == 100_010
+    assert "langchain-action_records.jsonl.gz" in comet.assets()
 
 
 # -- hypothesis: arbitrary payloads --------------------------------------------------------

@@ -27,6 +27,7 @@ Comet (a zip)
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import math
@@ -36,6 +37,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import pandas as pd
+
+from workers.sinks.comet_samples import split_sample
 
 __all__ = [
     "ClearMLArchive",
@@ -234,6 +237,49 @@ class ClearMLArchive:
                     return member
         return None
 
+    def artifacts(self) -> list[dict[str, Any]]:
+        """The Task's artifacts (``upload_artifact``): ``key``, ``metadata``, ``member`` (the
+        archive member holding the file, or ``None``) and ``content`` (its bytes, or ``None``)."""
+        items = []
+        for artifact in (self.task.get("execution") or {}).get("artifacts") or []:
+            uri = str(artifact.get("uri") or "")
+            member = None
+            marker = "/" + _CLEARML_DATA
+            if marker in uri:
+                member = _CLEARML_DATA + uri.split(marker, 1)[1]
+            items.append(
+                {
+                    "key": artifact.get("key"),
+                    "metadata": dict(artifact.get("display_data") or []),
+                    "member": member if member in self.files else None,
+                    "content": self.files.get(member) if member else None,
+                }
+            )
+        return items
+
+    def table_parts(self, title: str) -> list[tuple[str, pd.DataFrame]]:
+        """Every report of the table ``title``, in order, as ``(series, rows)``: whole.
+
+        A table past the tracker's row limit was reported with its first rows only, its full
+        copy uploaded as the artifact ``"<title> / <series>"`` (gzip CSV): that copy is read
+        instead. Rotations report a table several times, once per part.
+        """
+        full = {str(a["key"]): a["content"] for a in self.artifacts() if a["content"] is not None}
+        parts = []
+        for event in self.events_of_type("plot"):
+            if str(event.get("metric", "")) != title:
+                continue
+            table = _plotly_table(event.get("plot_str"))
+            if table is None:
+                continue
+            series = str(event.get("variant", ""))
+            content = full.get(f"{title} / {series}")
+            if content is not None:
+                parts.append((series, _gzip_csv_frame(content)))
+            else:
+                parts.append((series, _clearml_table_frame(*table, restore_missing=True)))
+        return parts
+
     def scalars(self) -> list[dict[str, Any]]:
         """Scalars (``report_scalar``) in report order: ``title``, ``series``, ``iteration``,
         ``value``."""
@@ -405,8 +451,8 @@ class CometArchive:
             uploads.append({**payload, "content": self.files.get(member) if member else None})
         return uploads
 
-    def texts(self) -> list[tuple[str, dict[str, Any]]]:
-        """``log_text`` samples in order: (text, metadata).
+    def samples(self) -> list[tuple[str, dict[str, Any]]]:
+        """``log_text`` samples in order, as uploaded: (text, metadata).
 
         Comet stores each text as a ``text-sample`` upload whose file is the raw UTF-8 text.
         """
@@ -414,6 +460,64 @@ class CometArchive:
             ((upload["content"] or b"").decode("utf-8"), dict(upload.get("metadata") or {}))
             for upload in self.uploads("text-sample")
         ]
+
+    def texts(self) -> list[tuple[str, dict[str, Any]]]:
+        """The logged texts in order, one per record: (text, metadata).
+
+        A sample that ``TrackerCallbackHandler`` shared between the records of a batch is split
+        back into them (:mod:`workers.sinks.comet_samples`); any other sample is one text.
+        """
+        return [item for text, meta in self.samples() for item in split_sample(text, meta)]
+
+    def table_parts(self, stem: str) -> list[tuple[str, pd.DataFrame]]:
+        """Every upload of the table ``stem`` (``"langchain-runs"``), in order, whole.
+
+        Matches ``<stem>.csv`` (each flush) and ``<stem>.<part>.csv`` (each rotation). A table
+        past the tracker's row limit was logged with its first rows only and followed by its
+        full copy, the asset ``<name>.gz`` (gzip CSV): that copy is read instead.
+        """
+        parts: list[tuple[str, pd.DataFrame]] = []
+        for upload in self.uploads():
+            params = upload.get("additional_params") or {}
+            name = str(params.get("fileName") or upload.get("file_path"))
+            content = upload["content"]
+            if content is None or not name.startswith(stem + "."):
+                continue
+            if upload.get("upload_type") == "dataframe" and name.endswith(".csv"):
+                parts.append((name, _comet_csv_frame(content)))
+            elif upload.get("upload_type") == "asset" and name.endswith(".csv.gz"):
+                if parts and parts[-1][0] == name.removesuffix(".gz"):
+                    parts[-1] = (parts[-1][0], _gzip_csv_frame(content))
+        return parts
+
+    def action_records(self) -> list[dict[str, Any]]:
+        """Every action record of every flush and rotation, in order.
+
+        From the ``langchain-action_records*.json`` assets; past the row limit such an asset
+        holds the first rows and names its full copy (JSON lines, gzip) in its metadata.
+        """
+        records: list[dict[str, Any]] = []
+        uploads = self.uploads("asset")
+        by_name = {}
+        for upload in uploads:
+            params = upload.get("additional_params") or {}
+            by_name.setdefault(str(params.get("fileName") or upload.get("file_path")), []).append(
+                upload
+            )
+        for upload in uploads:
+            params = upload.get("additional_params") or {}
+            name = str(params.get("fileName") or upload.get("file_path"))
+            if not (name.startswith("langchain-action_records") and name.endswith(".json")):
+                continue
+            full = (upload.get("metadata") or {}).get("full_table")
+            copies = by_name.get(str(full), []) if full else []
+            if copies and copies[0]["content"] is not None:
+                content = gzip.decompress(copies.pop(0)["content"]).decode("utf-8")
+                records.extend(json.loads(line) for line in content.splitlines() if line)
+            elif upload["content"] is not None:
+                rows = json.loads(upload["content"])
+                records.extend(row for row in rows if isinstance(row, dict))
+        return records
 
     def tables(self) -> dict[str, pd.DataFrame]:
         """DataFrames logged with ``log_table``, keyed by file name (last upload wins).
@@ -527,6 +631,11 @@ class CometArchive:
         Sorted because the SDK keeps tags in a set: their order in the archive varies by run.
         """
         return sorted(str(tag) for tag in self.experiment.get("tags") or [])
+
+
+def _gzip_csv_frame(content: bytes) -> pd.DataFrame:
+    """A table's full copy (gzip CSV, no index column) as a DataFrame."""
+    return pd.read_csv(io.BytesIO(gzip.decompress(content)), low_memory=False)
 
 
 def _comet_csv_frame(content: bytes) -> pd.DataFrame:

@@ -15,7 +15,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     report = asyncio.run(run_demo(args.chains, args.tokens, Path(args.offline_dir)))
     print_report(report)
-    lost = sum(s["dropped"] + s["pending"] for s in report.stats.values())
+    lost = report.stats["dropped"] + report.stats["pending"]
     return 1 if report.errors or lost else 0
 
 
@@ -56,14 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tracker",
         description="Log LangChain runs to ClearML or Comet without slowing them down. "
-        "Commands: demo (serve chains with both handlers), inspect (read archives), replay "
+        "Commands: demo (serve chains logged to both backends), inspect (read archives), replay "
         "(deliver a spool).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log the tracker's steps")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
-        help="serve many concurrent chains with both handlers (offline) and flush at shutdown",
+        help="serve many concurrent chains logged to ClearML and Comet (offline), then flush",
     )
     demo.add_argument("--chains", type=int, default=500, help="concurrent chains (default 500)")
     demo.add_argument("--tokens", type=int, default=50, help="tokens each chain streams")

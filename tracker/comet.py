@@ -78,6 +78,8 @@ class CometCallbackHandler(SeedCompatibleHandler):
             offline=self.offline,
             offline_dir=self.offline_dir,
             sink_process=self.sink_process,
+            text_sample="record",  # the seed's one text sample per text
+            metric_summary="describe",  # and its 8 statistics per metric
         )
         super().__init__(
             sink,

@@ -65,16 +65,25 @@ def _runs(frame: pd.DataFrame | None) -> list[str]:
     return lines
 
 
+def _whole(parts: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame | None:
+    """The parts of a table (flushes, rotations) as one table."""
+    frames = [frame for _, frame in parts]
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _media(items: list[dict[str, Any]]) -> list[str]:
+    counts = Counter(f"{m.get('title')}" for m in items)
+    return [f"{title}: {count} samples" for title, count in counts.most_common()]
+
+
 def _summarize_clearml(path: Path, archive: ClearMLArchive) -> str:
     tables = archive.tables()
     task = archive.task or {}
     actions: Counter[str] = Counter()
-    runs = None
-    for (title, _series), frame in tables.items():
-        if title == "Action Records" and "action" in frame:
-            actions.update(str(a) for a in frame["action"])
-        if title == "Runs":
-            runs = frame if runs is None else pd.concat([runs, frame])
+    records = _whole(archive.table_parts("Action Records"))
+    if records is not None and "action" in records:
+        actions.update(str(a) for a in records["action"])
+    runs = _whole(archive.table_parts("Runs"))
     if not actions:  # no table flushed: count the streamed console records instead
         for line in archive.text_lines():
             if line.startswith("{'action': '"):
@@ -90,8 +99,12 @@ def _summarize_clearml(path: Path, archive: ClearMLArchive) -> str:
             "tables",
             [f"{t} / {s}: {len(f)} rows x {len(f.columns)}" for (t, s), f in tables.items()],
         ),
+        *_section(
+            "full tables (artifacts)",
+            [f"{a['key']}: {a['metadata'].get('rows', '?')} rows" for a in archive.artifacts()],
+        ),
         *_section("scalars", [f"{name}: {n} points" for name, n in scalars.most_common()]),
-        *_section("media", [f"{m.get('metric')} / {m.get('variant')}" for m in archive.media()]),
+        *_section("media", _media(archive.media())),
         f"console lines: {len(archive.text_lines())}",
     ]
     return "\n".join(lines)
@@ -100,22 +113,24 @@ def _summarize_clearml(path: Path, archive: ClearMLArchive) -> str:
 def _summarize_comet(path: Path, archive: CometArchive) -> str:
     assets = archive.assets()
     actions: Counter[str] = Counter()
-    if "langchain-action_records.json" in assets:
-        rows = json.loads(assets["langchain-action_records.json"][0])
-        actions.update(str(row.get("action")) for row in rows if isinstance(row, dict))
+    records = archive.action_records()
+    if records:
+        actions.update(str(row.get("action")) for row in records)
     else:
         actions.update(str(meta.get("action")) for _, meta in archive.texts() if meta)
     tables = archive.tables()
     metrics = Counter(str(m.get("metricName", m.get("name"))) for m in archive.metrics())
+    texts = archive.texts()
+    samples = len(archive.samples())
     lines = [
         f"Comet offline experiment {path.name}",
         f"tags: {', '.join(archive.tags()) or '(none)'}",
-        *_section("runs", _runs(tables.get("langchain-runs.csv"))),
+        *_section("runs", _runs(_whole(archive.table_parts("langchain-runs")))),
         *_section("events by kind", _kinds(actions)),
         *_section("tables", [f"{n}: {len(f)} rows x {len(f.columns)}" for n, f in tables.items()]),
         *_section("metrics", [f"{name}: {n} points" for name, n in metrics.most_common(20)]),
         *_section("assets", sorted(assets)),
-        f"texts: {len(archive.texts())}",
+        f"texts: {len(texts)}" + (f" in {samples} shared samples" if samples < len(texts) else ""),
     ]
     return "\n".join(lines)
 

@@ -17,7 +17,7 @@ from tracker.handler import QueueingCallbackHandler
 from tracker.settings import resolve_offline_dir, resolve_spool
 from workers.flush import FlushRequest, FlushResult
 from workers.forwarding import ForwardingPipeline
-from workers.options import PipelineOptions
+from workers.options import SERVING_DEFAULTS, PipelineOptions
 from workers.pipeline import Pipeline
 from workers.redact import RedactHook
 from workers.sinks.base import Sink
@@ -54,9 +54,13 @@ class TrackerCallbackHandler(QueueingCallbackHandler):
     after the default secret scrubber (it runs in this process: it is your code). The other
     keyword arguments are the settings of :class:`~workers.options.PipelineOptions`
     (``queue_size``, ``batch_size``, ``flush_interval``, ``metric_processes``, ``overflow``,
-    ``block_timeout``, ``sample_rate``, ``stream_tokens``); ``stream_tokens`` defaults to
-    ``"aggregate"`` here: a run's streamed tokens go on its end record (``fields["streamed"]``:
-    count and text), where the seed classes log a record per token.
+    ``block_timeout``, ``sample_rate``, ``stream_tokens``, ``table_rows``, ``rotate_events``,
+    ``rotate_seconds``, ``enrichment_budget``). Its defaults are for serving
+    (:data:`~workers.options.SERVING_DEFAULTS`), where the seed classes keep the seeds' ways:
+    a run's streamed tokens go on its end record (``stream_tokens="aggregate"``;
+    ``fields["streamed"]``: count and text) instead of a record per token; the session tables
+    are written every 10,000 events or 60 s, so a flush has little left; and spaCy
+    visualisations are skipped (counted) for events that waited over 2 s.
     """
 
     def __init__(
@@ -75,7 +79,8 @@ class TrackerCallbackHandler(QueueingCallbackHandler):
         names = [sink.name for sink in sinks]
         if len(set(names)) != len(names):  # each sink spools in a directory named after it
             raise ValueError(f"sinks must be of different kinds, got {names}")
-        settings.setdefault("stream_tokens", "aggregate")
+        for name, value in SERVING_DEFAULTS.items():
+            settings.setdefault(name, value)
         settings["spool"] = resolve_spool(spool, resolve_offline_dir(offline_dir))
         options = PipelineOptions.from_settings(settings)
         super().__init__(build_pipeline(sinks, options, redact))
@@ -103,6 +108,11 @@ class TrackerCallbackHandler(QueueingCallbackHandler):
         """:meth:`flush_tracker` for async code: awaits without blocking the event loop."""
         request = FlushRequest(name=name, langchain_asset=langchain_asset, finish=finish)
         return await self._pipeline.aflush(request, timeout)
+
+    @property
+    def options(self) -> PipelineOptions:
+        """The settings this handler runs with (defaults filled in)."""
+        return self._pipeline.options
 
     def stats(self) -> dict[str, Any]:
         """Queue and pipeline counters: enqueued, processed, dropped, queue_depth, …"""

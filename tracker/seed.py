@@ -41,12 +41,15 @@ class SeedCompatibleHandler(TrackerCallbackHandler):
         **settings: Any,
     ) -> None:
         """Serve ``sink`` through a new pipeline (``settings``: see PipelineOptions)."""
+        # The seeds' ways unless asked: a record per token (same records, same counters), the
+        # session tables only at flushes, every enrichment computed however late.
+        seed_ways = {"rotate_events": None, "rotate_seconds": None, "enrichment_budget": None}
         super().__init__(
             [sink],
             spool=spool if spool is not None else False,
             redact=redact,
-            stream_tokens="each",  # the seeds log every token: same records, same counters
-            **settings,
+            stream_tokens="each",
+            **{**seed_ways, **settings},
         )
         self.ignore_llm_ = False
         self.ignore_chain_ = False

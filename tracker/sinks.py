@@ -19,6 +19,7 @@ from tracker.settings import (
     resolve_offline,
     resolve_offline_dir,
 )
+from workers.sinks.comet_samples import METRIC_SUMMARIES, TEXT_SAMPLE_MODES
 from workers.sinks.spec import SinkSpec
 
 
@@ -85,8 +86,23 @@ def comet(
     offline: bool | None = None,
     offline_dir: str | os.PathLike[str] | None = None,
     sink_process: bool = True,
+    text_sample: str = "batch",
+    metric_summary: str = "mean",
 ) -> SinkSpec:
-    """A Comet experiment sink, with :class:`~tracker.CometCallbackHandler`'s parameters."""
+    """A Comet experiment sink, with :class:`~tracker.CometCallbackHandler`'s parameters.
+
+    ``text_sample="batch"`` (the default here) logs one Comet text sample per batch, each
+    record's text and metadata kept inside it (``tracker inspect`` and
+    :meth:`tracker.archive.CometArchive.texts` split them back); ``"record"`` logs a sample per
+    text, as the seed and :class:`~tracker.CometCallbackHandler` do.
+    ``metric_summary="mean"`` (the default here) logs only ``<metric>_mean`` of each LLM end's
+    complexity and custom metrics; ``"describe"`` the seed's 8 statistics per metric (see
+    :class:`workers.sinks.comet.CometSink`).
+    """
+    if text_sample not in TEXT_SAMPLE_MODES:
+        raise ValueError(f"text_sample must be 'record' or 'batch', got {text_sample!r}")
+    if metric_summary not in METRIC_SUMMARIES:
+        raise ValueError(f"metric_summary must be 'describe' or 'mean', got {metric_summary!r}")
     kwargs: dict[str, Any] = {
         "task_type": task_type,
         "workspace": workspace,
@@ -98,6 +114,8 @@ def comet(
         "stream_logs": stream_logs,
         "offline": resolve_offline(offline, comet_configured()),
         "offline_dir": resolve_offline_dir(offline_dir),
+        "text_sample": text_sample,
+        "metric_summary": metric_summary,
     }
     return SinkSpec(
         "workers.sinks.comet.CometSink",

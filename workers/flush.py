@@ -48,7 +48,10 @@ class FlushResult:
     most of any one backend); ``lost``: events a backend refused with no spool to keep them;
     ``dropped``: events refused by the full queue; ``pending``: events still on their way at
     the deadline (0 unless ``timed_out``); ``seconds``: how long the caller waited;
-    ``errors``: what went wrong, one line each, naming the backend and the cause.
+    ``errors``: what went wrong, one line each, naming the backend and the cause;
+    ``skipped``: generations that went without an enrichment since the previous flush, per
+    enrichment (``"visualizations"``, ``"complexity"``), because they came later than the
+    ``enrichment_budget``.
     """
 
     written: int = 0
@@ -60,6 +63,7 @@ class FlushResult:
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
     archives: list[Path] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

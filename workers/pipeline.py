@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 
 from workers.breaker import RetryPolicy
+from workers.enrichment import EnrichmentBudget
 from workers.event import Event, Kind
 from workers.flush import FlushRequest, FlushResult, FlushWaiting
 from workers.options import PipelineOptions
@@ -109,8 +110,12 @@ class Pipeline(FlushWaiting):
         self._health_step = 0
         self._health_at = time.monotonic()
         self._delay = 0.0  # seconds from the oldest event of the last batch to its delivery
+        self._enrichment = EnrichmentBudget(options.enrichment_budget)
+        self._ready_at: float | None = None  # wall clock when the sinks had opened
+        self.rotations = 0
+        self._rotation_mark = (0, time.monotonic())  # (delivered, when) at the last table write
         for sink in self.sinks:
-            sink.render_sentences = self.render_sentences
+            sink.table_rows = options.table_rows
         self._runtime = runtime or get_runtime()
         self._task = self._runtime.spawn(self._run)
         self._runtime.register(self)
@@ -127,7 +132,11 @@ class Pipeline(FlushWaiting):
         self.queue.reset_after_fork()
         self.sinks = [sink.fresh() for sink in self.sinks]
         for sink in self.sinks:
-            sink.render_sentences = self.render_sentences
+            sink.table_rows = self.options.table_rows
+        self._enrichment = EnrichmentBudget(self.options.enrichment_budget)
+        self._ready_at = None
+        self.rotations = 0
+        self._rotation_mark = (0, time.monotonic())
         self._live = []
         self.opened = threading.Event()
         self.open_errors = {}
@@ -232,6 +241,8 @@ class Pipeline(FlushWaiting):
             "degraded": self.degraded,
             "sink_errors": self.sink_errors,
             "metrics_skipped": self.metrics_skipped,
+            "enrichments_skipped": self._enrichment.total(),
+            "rotations": self.rotations,
             "redacted_dropped": self._redactor.dropped,
             "sampled_out": self._sampler.dropped,
             "spill_recovered": self.spill_recovered,
@@ -259,6 +270,7 @@ class Pipeline(FlushWaiting):
             # Sinks open in the background: an SDK that never answers its login must not hold
             # batches and flushes back (they go to the spool until it opens, and say why).
             group.start_soon(self._open_sinks)
+            group.start_soon(self._warm_analyzer)
             if self.options.spool is not None:
                 try:
                     await self._recover_spills(self.options.spool)
@@ -293,6 +305,10 @@ class Pipeline(FlushWaiting):
                     await self._process(batch)
                 except Exception:  # a bug here must not stop the pipeline for good
                     logger.exception("tracker: a batch of %d events failed", len(batch))
+                if self._rotation_due():
+                    await self._rotate()
+            if self._rotation_due():  # rotate_seconds also passes while the queue is quiet
+                await self._rotate()
             if time.monotonic() - self._health_at >= HEALTH_INTERVAL and not self.closed:
                 await self._health()
             if self._spill_spool is not None and not self.closed:
@@ -353,6 +369,34 @@ class Pipeline(FlushWaiting):
             self._unspilled += taken
             await anyio.to_thread.run_sync(spool.commit, position, taken)
 
+    # -- rotation ------------------------------------------------------------------------------
+
+    def _rotation_due(self) -> bool:
+        """True when ``rotate_events`` events or ``rotate_seconds`` passed since the last write
+        of the session tables (a rotation or a flush), with something new to write."""
+        options = self.options
+        if self.closed or (options.rotate_events is None and options.rotate_seconds is None):
+            return False
+        delivered, since = self._rotation_mark
+        new = self.queue.delivered - delivered
+        if new <= 0:
+            return False
+        if options.rotate_events is not None and new >= options.rotate_events:
+            return True
+        return (
+            options.rotate_seconds is not None
+            and time.monotonic() - since >= options.rotate_seconds
+        )
+
+    async def _rotate(self) -> None:
+        """Every sink writes its session tables so far as the next part."""
+        self.rotations += 1
+        self._rotation_mark = (self.queue.delivered, time.monotonic())
+        label = f"part {self.rotations}"
+        errors = await self._each_sink(lambda sink: sink.rotate(label))
+        if errors and len(self._write_errors) < 20:
+            self._write_errors.extend(f"rotation {label}: {e}" for e in errors)
+
     async def _health(self) -> None:
         """A sample of the tracker's own health to every sink (scalars over time)."""
         queue = self.queue
@@ -369,6 +413,21 @@ class Pipeline(FlushWaiting):
         step = self._health_step
         await self._each_sink(lambda sink: sink.log_health(values, step))
 
+    async def _warm_analyzer(self) -> None:
+        """Load the text metrics' dictionaries (and spaCy) while the sessions open."""
+        complexity = any(s.needs_complexity for s in self.sinks)
+        spacy = any(s.needs_pages or s.needs_sentences for s in self.sinks)
+        if not (complexity or spacy):
+            return
+        analyzer = self._metrics()
+        try:
+            if self._local_metrics:
+                await analyzer.warm_here(spacy_model=spacy)
+            else:  # starts the metric processes, where textstat and spaCy live
+                await analyzer.warm_up(spacy_model=spacy)
+        except Exception as exc:  # the first real batch says it again, where it counts
+            logger.debug("tracker: warming the text metrics failed: %s", exc)
+
     async def _open_sinks(self) -> None:
         async def open_one(sink: ResilientSink) -> None:
             try:
@@ -381,6 +440,7 @@ class Pipeline(FlushWaiting):
         async with anyio.create_task_group() as group:
             for sink in self.sinks:
                 group.start_soon(open_one, sink)
+        self._ready_at = time.time()
         self.opened.set()
 
     async def _process(self, batch: list[Event]) -> None:
@@ -515,7 +575,9 @@ class Pipeline(FlushWaiting):
             dropped=queue.dropped - dropped,
             errors=errors,
             archives=[s.archive_path for s in self._live if s.archive_path is not None],
+            skipped=self._enrichment.since_flush(),
         )
+        self._rotation_mark = (queue.delivered, time.monotonic())
         self._since_flush = (queue.delivered, queue.dropped)
         self._kept_at_flush = kept
         if request.finish and not request.reset:  # Comet's reset opens a new experiment
@@ -536,7 +598,8 @@ class Pipeline(FlushWaiting):
     async def _analyze(self, records: list[Record]) -> None:
         complexity = any(s.needs_complexity for s in self._live)
         pages = not self._pages_off and any(s.needs_pages for s in self._live)
-        if not (complexity or pages):
+        styles = sorted({style for s in self._live for style in s.needs_sentences})
+        if not (complexity or pages or styles):
             return
         ends = [r for r in records if r.kind is Kind.LLM_END and not r.degraded]
         texts = [text for r in ends for text in r.generation_texts()]
@@ -546,20 +609,44 @@ class Pipeline(FlushWaiting):
 
         analyzer = self._metrics()
         if complexity:
+            # Late batches lose their expensive enrichments first (counted), so the tracker
+            # keeps up with the application instead of carrying a backlog to the flush.
+            allowed = self._enrichment.allowance("complexity", self._waited(ends), len(texts))
+            started = time.monotonic()
             try:
-                _spread(ends, await analyzer.complexity(texts), "complexity")
+                if allowed:
+                    _spread(ends, await analyzer.complexity(texts[:allowed]), "complexity")
             except Exception as exc:
-                self.metrics_skipped += len(texts)
+                self.metrics_skipped += allowed
                 logger.error("tracker: complexity metrics failed, logging without them: %s", exc)
-        if pages:
-            try:
-                _spread(ends, await analyzer.render_pages(texts), "pages")
-            except metrics.ModelMissingError as exc:
-                self._pages_off = True
-                logger.error("tracker: visualizations are off: %s", exc)
-            except Exception as exc:
-                self.metrics_skipped += len(texts)
-                logger.error("tracker: visualizations failed, logging without them: %s", exc)
+            else:
+                self._enrichment.measured("complexity", time.monotonic() - started, allowed)
+        if self._pages_off or not (pages or styles):
+            return
+        allowed = self._enrichment.allowance("visualizations", self._waited(ends), len(texts))
+        if not allowed:
+            return
+        started = time.monotonic()
+        try:
+            if pages:
+                _spread(ends, await analyzer.render_pages(texts[:allowed]), "pages")
+            if styles:
+                renders = await analyzer.render_sentences(texts[:allowed], styles)
+                _spread(ends, renders, "sentences")
+        except metrics.ModelMissingError as exc:
+            self._pages_off = True
+            logger.error("tracker: visualizations are off: %s", exc)
+        except Exception as exc:
+            self.metrics_skipped += allowed
+            logger.error("tracker: visualizations failed, logging without them: %s", exc)
+        else:
+            self._enrichment.measured("visualizations", time.monotonic() - started, allowed)
+
+    def _waited(self, ends: list[Record]) -> float:
+        """Seconds the oldest of ``ends`` has waited (waiting for the sessions to open at
+        start-up is not falling behind: counted from then)."""
+        ready = self._ready_at
+        return 0.0 if ready is None else time.time() - max(ends[0].event.time, ready)
 
     def _metrics(self) -> Any:
         """The metric worker processes' façade, created on first use."""
@@ -570,11 +657,6 @@ class Pipeline(FlushWaiting):
                 processes=self._metric_processes, local_only=self._local_metrics
             )
         return self._analyzer
-
-    async def render_sentences(self, texts: list[str], styles: list[str]) -> list[dict[str, Any]]:
-        """Comet-style sentence renders in the worker processes (for a sink's flush)."""
-        result: list[dict[str, Any]] = await self._metrics().render_sentences(texts, styles)
-        return result
 
 
 _PIPELINES: weakref.WeakSet[Pipeline] = weakref.WeakSet()

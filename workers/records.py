@@ -70,7 +70,7 @@ class Record:
     process. ``complexity`` holds the text metrics per generation (LLM ends) once the analyzer
     ran, and ``pages`` the ClearML-style dependency/entity HTML pages per generation, ``custom``
     the user's custom metrics per generation when they were computed before the record left
-    the process.
+    the process, ``sentences`` the Comet-style sentence renders per generation (style → HTML).
     """
 
     event: Event
@@ -82,6 +82,7 @@ class Record:
     complexity: list[dict[str, Any]] | None = None
     pages: list[tuple[str, str] | None] | None = None
     custom: list[dict[str, Any]] | None = None
+    sentences: list[dict[str, str | None] | None] | None = None
 
     def to_wire(self) -> tuple[Any, ...]:
         """Plain data for another process: no original payloads, run ids as ints.
@@ -104,6 +105,7 @@ class Record:
             self.complexity,
             self.pages,
             self.custom,
+            self.sentences,
         )
 
     @classmethod

@@ -70,6 +70,7 @@ class ResilientSink(Sink):
         self.name = inner.name
         self.needs_complexity = inner.needs_complexity
         self.needs_pages = inner.needs_pages
+        self.needs_sentences = inner.needs_sentences
         self._spool_factory = spool
         self.spool: Spool | None = None
         self.retry = retry or RetryPolicy()
@@ -121,7 +122,7 @@ class ResilientSink(Sink):
         Batches may arrive while this runs (the pipeline does not wait for it: an SDK that
         never answers must not hold anything back); until the backend is open they are spooled.
         """
-        self.inner.render_sentences = self.render_sentences
+        self.inner.table_rows = self.table_rows
         self.opening_since = time.monotonic()  # from here on, nothing else may open it
         try:
             if self._spool_factory is not None:
@@ -249,6 +250,16 @@ class ResilientSink(Sink):
             return
         self.spooled += len(records)
 
+    async def rotate(self, label: str) -> None:
+        """Write the session tables so far, unless batches wait in the spool (they come first:
+        the next rotation or flush writes them with the rest)."""
+        if self.opened and not self._backlogged():
+            try:
+                await self._once(self.inner.rotate, label)
+            except Exception as exc:
+                self._failed(exc, "rotation")
+                raise
+
     async def log_health(self, values: dict[str, float], step: int) -> None:
         """Forward a health sample, unless the backend is down (it would only be spooled)."""
         if self.opened and not self.breaker.is_open:
@@ -347,6 +358,7 @@ class ResilientSink(Sink):
         deadline = {
             self.inner.open: retry.open_deadline,
             self.inner.flush: retry.flush_deadline,
+            self.inner.rotate: retry.flush_deadline,
         }.get(step, retry.deadline)
         # move_on_after, not fail_after: a TimeoutError the backend raises itself is its own
         # cause, not a missed deadline.

@@ -76,18 +76,18 @@ def token_usage(fields: dict[str, Any]) -> tuple[int | None, int | None, int | N
 
 
 class RunTable:
-    """Runs seen since the last :meth:`take`: finished ones, and the ones still running.
+    """Runs seen since the last report: finished ones, and the ones still running.
 
-    Finished rows go to ``done``: give it a :class:`~workers.session.SessionTable` and they
-    spill to disk like the session tables (a million runs between flushes stay on disk).
+    Finished rows go to ``done``, a :class:`~workers.session.SessionTable`: they spill to disk
+    like the session tables (a million runs between flushes stay on disk).
     """
 
-    def __init__(self, done: SessionTable | None = None) -> None:
-        """An empty table."""
+    def __init__(self, done: SessionTable) -> None:
+        """An empty table whose finished rows go to ``done``."""
         # OrderedDict: evicting the oldest open run is O(1) (a dict's next(iter()) is not, once
         # many entries were popped from its front).
         self._open: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._done: SessionTable | list[dict[str, Any]] = done if done is not None else []
+        self._done = done
 
     def observe(self, record: Record) -> dict[str, Any] | None:
         """Update the table with one record (in queue order); returns the row it finished."""
@@ -140,11 +140,19 @@ class RunTable:
         self._done.extend([row])
         return row
 
-    def take(self) -> list[dict[str, Any]]:
-        """The rows to report now: finished runs (then forgotten) and open ones (kept)."""
-        rows = [*self._done, *(dict(row) for row in self._open.values())]
+    def report(self, *, open_runs: bool = True) -> SessionTable:
+        """The rows to report now: the finished runs, then (``open_runs``) the open ones.
+
+        Open runs stay open (their copies say ``running``); call :meth:`reported` once the
+        rows are written. A rotation leaves open runs out: they are reported once ended.
+        """
+        if open_runs and self._open:
+            self._done.extend([dict(row) for row in self._open.values()])
+        return self._done
+
+    def reported(self) -> None:
+        """Forget the rows :meth:`report` gave (the open runs are kept)."""
         self._done.clear()
-        return rows
 
     def reset(self) -> None:
         """Forget everything (a new backend session)."""

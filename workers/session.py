@@ -2,7 +2,8 @@
 
 The seeds keep every record in Python lists until flush: a long-running server grows without
 bound. Here each table keeps at most ``memory_rows`` rows in memory and appends the rest to a
-file in a private (0700) temporary folder; the flush reads them back into a DataFrame.
+file in a private (0700) temporary folder; the flush reads them back a chunk at a time (see
+:mod:`workers.table_report`), so its memory does not grow with the session either.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ class SessionTable:
         self._spilled += len(self._rows)
         self._rows = []
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        """Every row in order: the spilled ones first, then those in memory."""
+    def chunks(self) -> Iterator[list[dict[str, Any]]]:
+        """Every row in order, a chunk at a time (at most ``memory_rows`` rows in memory)."""
         if self._spilled:
             with open(self._path, "rb") as src:
                 while True:
@@ -57,12 +58,27 @@ class SessionTable:
                         rows = pickle.load(src)
                     except EOFError:
                         break
-                    yield from rows
-        yield from self._rows
+                    yield rows
+        if self._rows:
+            yield self._rows
 
-    def frame(self) -> pd.DataFrame:
-        """The rows as a DataFrame (columns in first-seen order, as ``pd.DataFrame(list)``)."""
-        return pd.DataFrame(list(self))
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        """Every row in order: the spilled ones first, then those in memory."""
+        for chunk in self.chunks():
+            yield from chunk
+
+    def head(self, count: int) -> list[dict[str, Any]]:
+        """The first ``count`` rows (reading no more of the spill file than they need)."""
+        rows: list[dict[str, Any]] = []
+        for chunk in self.chunks():
+            rows.extend(chunk[: count - len(rows)])
+            if len(rows) >= count:
+                break
+        return rows
+
+    def frame(self, limit: int | None = None) -> pd.DataFrame:
+        """The rows (the first ``limit`` of them) as a DataFrame, columns in first-seen order."""
+        return pd.DataFrame(list(self) if limit is None else self.head(limit))
 
     def clear(self) -> None:
         """Forget every row."""
@@ -88,6 +104,11 @@ class SessionStore:
         if table is None:
             table = self._tables[name] = SessionTable(name, self._folder, self._memory_rows)
         return table
+
+    @property
+    def folder(self) -> Path:
+        """The store's private folder (for files written from its tables)."""
+        return self._folder
 
     def clear(self) -> None:
         """Empty every table (after a flush wrote them)."""

@@ -34,6 +34,7 @@ class DelegatingSink(Sink):
         self.name = inner.name
         self.needs_complexity = inner.needs_complexity
         self.needs_pages = inner.needs_pages
+        self.needs_sentences = inner.needs_sentences
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -53,8 +54,8 @@ class DelegatingSink(Sink):
         self.inner.archive_path = value
 
     async def open(self) -> None:
-        """Open the real sink (with the renderer the pipeline gave this wrapper)."""
-        self.inner.render_sentences = self.render_sentences
+        """Open the real sink (with the row limit the pipeline gave this wrapper)."""
+        self.inner.table_rows = self.table_rows
         await self.inner.open()
 
     async def write(self, records: list[Record]) -> None:
@@ -64,6 +65,10 @@ class DelegatingSink(Sink):
     async def flush(self, request: FlushRequest) -> None:
         """Flush the real sink."""
         await self.inner.flush(request)
+
+    async def rotate(self, label: str) -> None:
+        """Rotate the real sink's tables."""
+        await self.inner.rotate(label)
 
     async def log_health(self, values: dict[str, float], step: int) -> None:
         """The real sink's health scalars."""
@@ -139,6 +144,11 @@ class FaultySink(DelegatingSink):
         """Fault, then flush the real sink."""
         self._fault("flush")
         await self.inner.flush(request)
+
+    async def rotate(self, label: str) -> None:
+        """Fault, then rotate the real sink's tables."""
+        self._fault("rotate")
+        await self.inner.rotate(label)
 
     async def log_health(self, values: dict[str, float], step: int) -> None:
         """Fault, then the real sink's health scalars."""

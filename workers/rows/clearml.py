@@ -9,6 +9,7 @@ run id (the seed builds its prompt side from LLM-end rows and loses the prompts)
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
@@ -19,6 +20,7 @@ from workers.metrics import COMPLEXITY_METRICS
 from workers.records import Record
 from workers.rows.pairing import PromptBook
 from workers.sanitize import flatten
+from workers.table_report import ordered_columns
 
 logger = logging.getLogger("tracker.rows.clearml")
 
@@ -178,6 +180,16 @@ def _session_row(
 _METRIC_KEYS = frozenset(COMPLEXITY_METRICS)
 
 
+PROMPT_SIDE = ("prompt_step", "prompts", "name")
+
+
+def session_columns(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """:func:`session_analysis`'s columns for rows read a chunk at a time (its full copy)."""
+    present = ordered_columns(rows, non_null=True)
+    prompt_side = [c for c in PROMPT_SIDE if c in present]
+    return prompt_side + [c for c in present if c not in prompt_side]
+
+
 def session_analysis(rows: pd.DataFrame) -> pd.DataFrame:
     """The "Session Analysis" table: prompt side and output side, as the seed lays it out.
 
@@ -186,7 +198,7 @@ def session_analysis(rows: pd.DataFrame) -> pd.DataFrame:
     """
     if rows.empty:
         return rows
-    prompt_side = [c for c in ("prompt_step", "prompts", "name") if c in rows]
+    prompt_side = [c for c in PROMPT_SIDE if c in rows]
     output_side = [c for c in rows.columns if c not in prompt_side]
     return pd.concat(
         [rows[prompt_side].dropna(axis=1, how="all"), rows[output_side].dropna(axis=1, how="all")],

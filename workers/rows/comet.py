@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,6 +196,29 @@ class CometRows:
 def _original_generations(record: Record) -> Any:
     data = record.event.data
     return getattr(data[0], "generations", []) if data else []
+
+
+def session_layout(pairs: Iterable[dict[str, Any]]) -> tuple[list[str], Callable[..., Any]]:
+    """:func:`session_table`'s columns and row flattening, for pairs read a chunk at a time.
+
+    ``pd.merge`` puts the start columns first, then the end columns, and suffixes only the
+    names both sides have.
+    """
+    starts: dict[str, None] = {}
+    ends: dict[str, None] = {}
+    for pair in pairs:
+        starts.update(dict.fromkeys(pair["start"] or {}))
+        ends.update(dict.fromkeys(pair["end"]))
+    both = starts.keys() & ends.keys()
+    start_names = {k: f"{k}_llm_start" if k in both else k for k in starts}
+    end_names = {k: f"{k}_llm_end" if k in both else k for k in ends}
+
+    def flat(pair: dict[str, Any]) -> dict[str, Any]:
+        row = {start_names[k]: v for k, v in (pair["start"] or {}).items()}
+        row.update((end_names[k], v) for k, v in pair["end"].items())
+        return row
+
+    return [*start_names.values(), *end_names.values()], flat
 
 
 def session_table(pairs: list[dict[str, Any]]) -> pd.DataFrame:

@@ -8,12 +8,12 @@ with it every other pipeline) stays responsive.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from workers.counters import Counters
 from workers.flush import FlushRequest
+from workers.options import DEFAULT_TABLE_ROWS
 from workers.records import Record
 
 
@@ -28,13 +28,14 @@ class Sink(ABC):
     needs_complexity: bool = False
     #: Whether LLM-end records must carry ClearML-style dependency/entity HTML pages.
     needs_pages: bool = False
+    #: The displaCy styles of Comet-style sentence renders LLM-end records must carry.
+    needs_sentences: list[str] = []
 
     #: The offline archive written by the last finish, if any.
     archive_path: Path | None = None
-    #: Set by the pipeline: renders texts as spaCy sentence pages in the worker processes.
-    render_sentences: Callable[[list[str], list[str]], Awaitable[list[dict[str, Any]]]] | None = (
-        None
-    )
+    #: Set by the pipeline: a session table past this many rows is reported bounded, and
+    #: written in full to a compressed file beside the report (workers.table_report).
+    table_rows: int = DEFAULT_TABLE_ROWS
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Sink:
         """Remember the constructor's arguments, so :meth:`fresh` can build a twin."""
@@ -66,6 +67,14 @@ class Sink(ABC):
     @abstractmethod
     async def flush(self, request: FlushRequest) -> None:
         """Write the session tables and assets; on ``request.finish``, close the session."""
+
+    async def rotate(self, label: str) -> None:  # noqa: B027 - sinks without tables: nothing
+        """Write the session tables so far as part ``label`` and start them afresh.
+
+        Unlike a flush: no counter reset, no asset, no backend flush; runs still open wait
+        for their end. The pipeline calls it every ``rotate_events`` events or
+        ``rotate_seconds`` seconds, so that a flush has little left to write.
+        """
 
     async def log_health(self, values: dict[str, float], step: int) -> None:  # noqa: B027
         """Log the tracker's own health (queue depth, dropped, spool size, delay); optional."""

@@ -22,12 +22,13 @@ import pandas as pd
 from workers.counters import Counters
 from workers.flush import FlushRequest
 from workers.records import Record
-from workers.rows.clearml import ClearMLRows, session_analysis
+from workers.rows.clearml import ClearMLRows, session_analysis, session_columns
 from workers.runs import RUN_COLUMNS, RunTable
 from workers.session import SessionStore
 from workers.sinks.archive_check import ArchiveError, verify_archive
 from workers.sinks.asset import snapshot_asset
 from workers.sinks.base import Sink
+from workers.table_report import TableReport, bounded, file_name, ordered_columns
 
 logger = logging.getLogger("tracker.sinks.clearml")
 
@@ -191,16 +192,7 @@ class ClearMLSink(Sink):
         await anyio.to_thread.run_sync(self._flush, request)
 
     def _flush(self, request: FlushRequest) -> None:
-        actions = self.store.table("actions").frame()
-        session = session_analysis(self.store.table("session").frame())
-        if not actions.empty:
-            self.logger.report_table("Action Records", request.name, table_plot=_cells(actions))
-        if not session.empty:
-            self.logger.report_table("Session Analysis", request.name, table_plot=_cells(session))
-        runs = self.runs.take()
-        if runs:
-            table = pd.DataFrame(runs, columns=list(RUN_COLUMNS))
-            self.logger.report_table("Runs", request.name, table_plot=_cells(table))
+        actions, session = self._report_tables(request.name, open_runs=True)
         if self.stream_logs:
             self.logger.report_text(
                 str({"action_records": actions, "session_analysis": session}), print_console=False
@@ -208,10 +200,73 @@ class ClearMLSink(Sink):
         if request.langchain_asset is not None:
             self._log_asset(request.langchain_asset, request.name)
         self.task.flush(wait_for_uploads=True)
-        self.store.clear()
         self.rows.reset()
         if request.finish:
             self._finish()
+
+    async def rotate(self, label: str) -> None:
+        """The tables so far as series ``label`` (no counter reset, no backend flush)."""
+        await anyio.to_thread.run_sync(self._report_tables, label, False)
+
+    def _report_tables(
+        self, series: str | None, open_runs: bool
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Action Records, Session Analysis and Runs as tables of ``series``, bounded.
+
+        Returns the two seed tables as shown (the seed also streams them at its flush).
+        """
+        limit, folder = self.table_rows, self.store.folder
+        actions = bounded(
+            self.store.table("actions"),
+            limit,
+            pd.DataFrame,
+            folder / file_name("Action Records", series, ".csv.gz"),
+            lambda table: (ordered_columns(table), None),
+        )
+        session = bounded(
+            self.store.table("session"),
+            limit,
+            lambda rows: session_analysis(pd.DataFrame(rows)),
+            folder / file_name("Session Analysis", series, ".csv.gz"),
+            lambda table: (session_columns(table), None),
+        )
+        runs = bounded(
+            self.runs.report(open_runs=open_runs),
+            limit,
+            lambda rows: pd.DataFrame(rows, columns=list(RUN_COLUMNS)),
+            folder / file_name("Runs", series, ".csv.gz"),
+            lambda table: (list(RUN_COLUMNS), None),
+        )
+        for title, report in (
+            ("Action Records", actions),
+            ("Session Analysis", session),
+            ("Runs", runs),
+        ):
+            self._report_table(title, series, report)
+        self.store.clear()
+        self.runs.reported()
+        return actions.shown, session.shown
+
+    def _report_table(self, title: str, series: str | None, report: TableReport) -> None:
+        """One table the seed's way; past the row limit, its full copy as an artifact."""
+        if report.shown.empty:
+            return
+        layout = None
+        if report.full is not None:
+            artifact = f"{title} / {series or ''}"  # ClearML stores a None series as ""
+            note = report.note(f"the artifact {artifact!r}")
+            self.task.upload_artifact(
+                artifact,
+                artifact_object=report.full,
+                metadata={"table": title, "series": series or "", "rows": report.rows},
+                wait_on_upload=True,
+            )
+            report.full.unlink(missing_ok=True)  # the Task keeps its own copy
+            self.logger.report_text(f"tracker: {artifact}: {note}", print_console=False)
+            layout = {"title": note}
+        self.logger.report_table(
+            title, series, table_plot=_cells(report.shown), extra_layout=layout
+        )
 
     def _log_asset(self, asset: Any, name: str | None) -> None:
         from clearml import OutputModel

@@ -17,23 +17,27 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pandas as pd
 
 from workers.counters import Counters
 from workers.flush import FlushRequest
 from workers.records import Record
-from workers.rows.comet import CometRows, session_table
+from workers.rows.comet import CometRows, session_layout, session_table
 from workers.runs import RUN_COLUMNS, RunTable
 from workers.session import SessionStore
 from workers.sinks.archive_check import verify_archive
 from workers.sinks.asset import snapshot_asset
 from workers.sinks.base import Sink
+from workers.sinks.comet_samples import METRIC_SUMMARIES, TEXT_SAMPLE_MODES, shared_samples
+from workers.table_report import TableReport, bounded, file_name, write_jsonl_gz
 
 logger = logging.getLogger("tracker.sinks.comet")
 
 LANGCHAIN_MODEL_NAME = "langchain-model"
-# Messages comet_ml may hold unwritten before a write waits for its writer (~1 KB each), and the
-# longest such wait (a writer that stopped must not stop the tracker).
-WRITER_BACKLOG = 10_000
+# Messages comet_ml may hold unwritten before a write waits for its writer (~1 KB each; it writes
+# ~2,800 a second, and end() must write them all), and the longest such wait (a writer that
+# stopped must not stop the tracker).
+WRITER_BACKLOG = 2_000
 WRITER_WAIT_SECONDS = 60.0
 AUTO_LOGGING_OFF: dict[str, Any] = {
     "log_code": False,
@@ -84,8 +88,27 @@ class CometSink(Sink):
         stream_logs: bool = True,
         offline: bool = True,
         offline_dir: Path = Path("tracker-offline"),
+        text_sample: str = "record",
+        metric_summary: str = "describe",
     ) -> None:
-        """The seed's parameters, plus where offline experiments go."""
+        """The seed's parameters, plus where offline experiments go.
+
+        ``text_sample``: ``"record"`` logs a Comet text sample per text, as the seed does;
+        ``"batch"`` logs one shared sample per batch, each record's text and metadata kept
+        inside it (:func:`shared_samples`), which comet_ml's offline writer takes ~16x faster.
+        ``metric_summary``: ``"describe"`` logs the seed's summary of each LLM end's complexity
+        (and custom) metrics, 8 statistics per metric (``<metric>_count``, ``_mean``, ``_std``,
+        ``_min``, ``_25%``, ``_50%``, ``_75%``, ``_max``); ``"mean"`` only ``<metric>_mean``,
+        under the same name. An LLM end almost always has one generation, where the other
+        seven are copies, a count of 1 or NaN; each is a message comet_ml's offline writer
+        takes ~2,800 of a second.
+        """
+        if metric_summary not in METRIC_SUMMARIES:
+            raise ValueError(f"metric_summary must be 'describe' or 'mean', got {metric_summary!r}")
+        self.metric_summary = metric_summary
+        if text_sample not in TEXT_SAMPLE_MODES:
+            raise ValueError(f"text_sample must be 'record' or 'batch', got {text_sample!r}")
+        self.text_sample = text_sample
         self.task_type = task_type
         self.workspace = workspace
         self.project_name = project_name
@@ -93,6 +116,8 @@ class CometSink(Sink):
         self.experiment_name = name
         self.visualizations = visualizations
         self.needs_complexity = complexity_metrics
+        self.needs_sentences = list(visualizations or [])
+        self._viz_index = 0  # session rows since the flush: the seed's visualization index
         self._end_error: str | None = None  # why end() failed, for later calls
         self.custom_metrics = custom_metrics
         self.stream_logs = stream_logs
@@ -178,6 +203,7 @@ class CometSink(Sink):
         experiment = self._alive()
         actions: list[dict[str, Any]] = []
         pairs: list[dict[str, Any]] = []
+        texts: list[tuple[str, dict[str, Any], int]] = []
         for record in records:
             finished = self.runs.observe(record)
             if finished is not None and finished["run_type"] in ("llm", "chat_model"):
@@ -186,13 +212,59 @@ class CometSink(Sink):
             actions.extend(out.rows)
             pairs.extend(out.pairs)
             if self.stream_logs:
-                for text, metadata, step in out.texts:
-                    experiment.log_text(text, metadata=metadata, step=step)
-            for prefix, values, step in out.metrics:
-                experiment.log_metrics(values, prefix=prefix, step=step)
+                texts.extend(out.texts)
+            self._log_summaries(experiment, out.metrics)
+            if out.pairs and self.visualizations:
+                self._log_visualizations(experiment, record, out.pairs)
+        if self.text_sample == "record":
+            for text, metadata, step in texts:
+                experiment.log_text(text, metadata=metadata, step=step)
+        else:
+            for text, metadata, step in shared_samples(texts):
+                experiment.log_text(text, metadata=metadata, step=step)
         self.store.table("actions").extend(actions)
         self.store.table("pairs").extend(pairs)
         self._wait_for_writer(experiment)
+
+    def _log_summaries(
+        self, experiment: Any, summaries: list[tuple[str, dict[str, Any], int]]
+    ) -> None:
+        """An LLM end's metric summaries: the seed's whole describe(), or only the means."""
+        if self.metric_summary == "describe":
+            for prefix, values, step in summaries:
+                experiment.log_metrics(values, prefix=prefix, step=step)
+            return
+        means: dict[int, dict[str, Any]] = {}
+        for prefix, values, step in summaries:
+            if "mean" in values:
+                means.setdefault(step, {})[f"{prefix}_mean"] = values["mean"]
+        for step, values in means.items():
+            experiment.log_metrics(values, step=step)
+
+    def _log_visualizations(
+        self, experiment: Any, record: Record, pairs: list[dict[str, Any]]
+    ) -> None:
+        """The seed's sentence renders of each generation, logged as its session row arrives.
+
+        The seed renders every session row at the flush (~20 ms each); here they were rendered
+        off the flush by the pipeline (``record.sentences``; None when skipped for the
+        enrichment budget), under the seed's names: the index is the row's place in the
+        session table since the last flush.
+        """
+        renders = record.sentences or []
+        for offset, pair in enumerate(pairs):
+            index = self._viz_index + offset
+            render = renders[offset] if offset < len(renders) else None
+            start = pair.get("start") or {}
+            for style, html in (render or {}).items():
+                if html is not None:
+                    experiment.log_asset_data(
+                        html,
+                        name=f"langchain-viz-{style}-{index}.html",
+                        metadata={"prompt": start.get("prompts")},
+                        step=index,
+                    )
+        self._viz_index += len(pairs)
 
     async def log_health(self, values: dict[str, float], step: int) -> None:
         """The tracker's health as metrics ``tracker_<name>``."""
@@ -228,50 +300,79 @@ class CometSink(Sink):
             time.sleep(0.01)
 
     async def flush(self, request: FlushRequest) -> None:
-        """The seed's flush_tracker: session table, action records, visualizations, model."""
-        pairs = list(self.store.table("pairs"))
-        session = session_table(pairs)
-        renders: list[dict[str, Any]] = []
-        if self.visualizations and not session.empty and self.render_sentences is not None:
-            texts = [str(t) for t in session.get("text", [])]
-            try:
-                renders = await self.render_sentences(texts, list(self.visualizations))
-            except Exception as exc:
-                logger.error("tracker: Comet visualizations skipped: %s", exc)
-        await anyio.to_thread.run_sync(self._flush, request, session, renders)
+        """The seed's flush_tracker: session table, action records, model (bounded tables)."""
+        await anyio.to_thread.run_sync(self._flush, request)
 
-    def _flush(self, request: FlushRequest, session: Any, renders: list[dict[str, Any]]) -> None:
+    def _flush(self, request: FlushRequest) -> None:
         experiment = self._alive()
-        if not session.empty:
-            experiment.log_table("langchain-llm-session.csv", session)
-        runs = self.runs.take()
-        if runs:
-            import pandas as pd
-
-            table = pd.DataFrame(runs, columns=list(RUN_COLUMNS))
-            experiment.log_table("langchain-runs.csv", table)
-        experiment.log_asset_data(
-            list(self.store.table("actions")),
-            "langchain-action_records.json",
-            metadata={"langchain_version": _langchain_version()},
-        )
-        prompts = list(session["prompts"]) if "prompts" in session else [None] * len(renders)
-        for idx, (prompt, render) in enumerate(zip(prompts, renders, strict=False)):
-            for style, html in render.items():
-                if html is not None:
-                    experiment.log_asset_data(
-                        html,
-                        name=f"langchain-viz-{style}-{idx}.html",
-                        metadata={"prompt": prompt},
-                        step=idx,
-                    )
+        self._log_tables(experiment, None, open_runs=True)
         if request.langchain_asset is not None:
             self._log_model(request.langchain_asset)
-        self.store.clear()
+        self._viz_index = 0
         if request.finish:
             self._finish()
         if request.reset:
             self._reset(request.options)
+
+    async def rotate(self, label: str) -> None:
+        """The tables so far under names carrying ``label`` (no model, no reset)."""
+        await anyio.to_thread.run_sync(self._log_tables, self._alive(), label, False)
+
+    def _log_tables(self, experiment: Any, label: str | None, open_runs: bool) -> None:
+        """The session table, the runs table and the action records, bounded.
+
+        At a flush (``label`` None) under the seed's names; a rotation's part carries its label
+        in each name (``langchain-llm-session.part-3.csv``).
+        """
+        limit, folder = self.table_rows, self.store.folder
+        suffix = f".{file_name(label, None, '')}" if label else ""
+        session_name = f"langchain-llm-session{suffix}.csv"
+        session = bounded(
+            self.store.table("pairs"),
+            limit,
+            session_table,
+            folder / f"{session_name}.gz",
+            session_layout,
+        )
+        self._log_table(experiment, session_name, session)
+        runs_name = f"langchain-runs{suffix}.csv"
+        runs = bounded(
+            self.runs.report(open_runs=open_runs),
+            limit,
+            lambda rows: pd.DataFrame(rows, columns=list(RUN_COLUMNS)),
+            folder / f"{runs_name}.gz",
+            lambda table: (list(RUN_COLUMNS), None),
+        )
+        self._log_table(experiment, runs_name, runs)
+        self._log_actions(experiment, f"langchain-action_records{suffix}.json")
+        self.store.clear()
+        self.runs.reported()
+
+    def _log_table(self, experiment: Any, name: str, report: TableReport) -> None:
+        """``log_table`` as the seed; past the row limit, the full table as a gzip asset too."""
+        if report.shown.empty:
+            return
+        experiment.log_table(name, report.shown)
+        if report.full is not None:
+            full = f"{name}.gz"
+            experiment.log_asset(
+                str(report.full), file_name=full, metadata={"table": name, "rows": report.rows}
+            )
+            report.full.unlink(missing_ok=True)  # comet_ml copied it (copy_to_tmp)
+            experiment.log_other(name, report.note(f"the asset {full!r}"))
+
+    def _log_actions(self, experiment: Any, name: str) -> None:
+        """The action records as the seed's JSON asset (bounded), all of them as JSON lines."""
+        table = self.store.table("actions")
+        metadata: dict[str, Any] = {"langchain_version": _langchain_version()}
+        if len(table) > self.table_rows:
+            full = f"{name.removesuffix('.json')}.jsonl.gz"
+            path = self.store.folder / full
+            metadata.update(rows=len(table), shown=self.table_rows, full_table=full)
+            write_jsonl_gz(table, path)
+            experiment.log_asset(str(path), file_name=full, metadata={"rows": len(table)})
+            path.unlink(missing_ok=True)
+        experiment.log_asset_data(table.head(self.table_rows), name, metadata=metadata)
 
     def _log_model(self, asset: Any) -> None:
         saved = snapshot_asset(asset)
@@ -311,6 +412,7 @@ class CometSink(Sink):
         ):
             if options.get(key):
                 setattr(self, attr, options[key])
+        self.needs_sentences = list(self.visualizations or [])
         self.rows = CometRows(self.custom_metrics)
         self._open()
 

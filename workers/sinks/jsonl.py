@@ -2,7 +2,8 @@
 
 For tests, for grepping, and for shipping to anything that reads JSON lines. One file per
 session: ``<directory>/<name>-<timestamp>-<pid>.jsonl``; each line is an object with a ``type``:
-``"record"`` (one callback), ``"runs"`` (the run table at a flush) or ``"flush"``.
+``"record"`` (one callback), ``"runs"`` (part of the run table, at a flush or a rotation) or
+``"flush"``.
 """
 
 from __future__ import annotations
@@ -99,8 +100,8 @@ class JsonLinesSink(Sink):
 
     def _flush(self, request: FlushRequest) -> None:
         out = self._file
-        out.write(json.dumps({"type": "runs", "name": request.name, "runs": self.runs.take()}))
-        out.write("\n" + json.dumps({"type": "flush", "name": request.name, "time": time.time()}))
+        self._write_runs(request.name, open_runs=True)
+        out.write(json.dumps({"type": "flush", "name": request.name, "time": time.time()}))
         out.write("\n")
         out.flush()
         os.fsync(out.fileno())
@@ -109,6 +110,16 @@ class JsonLinesSink(Sink):
             self._file = None
             self.store.close()
             self.archive_path = self.path
+
+    async def rotate(self, label: str) -> None:
+        """The runs ended so far, as ``"runs"`` lines named ``label``."""
+        await anyio.to_thread.run_sync(self._write_runs, label, False)
+
+    def _write_runs(self, name: str | None, open_runs: bool) -> None:
+        """``"runs"`` lines, one per chunk of the table (memory holds one chunk)."""
+        for chunk in self.runs.report(open_runs=open_runs).chunks():
+            self._file.write(json.dumps({"type": "runs", "name": name, "runs": chunk}) + "\n")
+        self.runs.reported()
 
     async def close(self) -> None:
         """Close the file without a final flush record."""
