@@ -51,13 +51,19 @@ def _replay(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from tracker.worker_command import run_worker
+
+    return run_worker(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command line: one subcommand per job."""
     parser = argparse.ArgumentParser(
         prog="tracker",
         description="Log LangChain runs to ClearML or Comet without slowing them down. "
         "Commands: demo (serve chains logged to both backends), inspect (read archives), replay "
-        "(deliver a spool).",
+        "(deliver a spool), worker (read a Redis stream into the backends).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log the tracker's steps")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +106,44 @@ def build_parser() -> argparse.ArgumentParser:
         help="where an overflow spill (spool/overflow) goes; other spools name their backend",
     )
     replay.set_defaults(run=_replay)
+    worker = commands.add_parser(
+        "worker",
+        help="a tracker worker: read a Redis stream (consumer group) into ClearML/Comet/JSON lines",
+        description="Read the batches applications send with transport='redis://…' (or "
+        "TRACKER_TRANSPORT) in a consumer group, and write them in sessions of sinks. Any "
+        "number of workers may share a stream. SIGTERM finishes the open session first.",
+    )
+    worker.add_argument("--from", dest="url", required=True, help="redis://host:port/db")
+    worker.add_argument("--stream", default="langchain", help="stream name (langchain)")
+    worker.add_argument("--group", default="tracker", help="consumer group (tracker)")
+    worker.add_argument("--consumer", default=None, help="this worker's name (host-pid)")
+    worker.add_argument(
+        "--sink",
+        action="append",
+        choices=("clearml", "comet", "jsonl"),
+        required=True,
+        help="a backend (repeatable)",
+    )
+    worker.add_argument("--offline-dir", default="tracker-offline", help="offline archives")
+    worker.add_argument("--project", default=None, help="ClearML / Comet project")
+    worker.add_argument("--deployment", default="", help="a name tagged on every session")
+    worker.add_argument("--tag", action="append", default=[], help="a session tag (repeatable)")
+    worker.add_argument("--stream-logs", action="store_true", help="as the seed parameter")
+    worker.add_argument("--complexity-metrics", action="store_true", help="textstat metrics")
+    worker.add_argument("--visualize", action="store_true", help="spaCy visualisations")
+    worker.add_argument(
+        "--claim-idle",
+        type=float,
+        default=30.0,
+        help="seconds before a silent worker's pending entries are taken (30)",
+    )
+    worker.add_argument("--session-events", type=int, default=50_000, help="events per session")
+    worker.add_argument("--session-seconds", type=float, default=300.0, help="seconds per session")
+    worker.add_argument(
+        "--drain", action="store_true", help="write what the stream holds for the group, then exit"
+    )
+    worker.add_argument("--max-seconds", type=float, default=None, help="stop after this long")
+    worker.set_defaults(run=_worker)
     return parser
 
 

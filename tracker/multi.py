@@ -33,6 +33,11 @@ def build_pipeline(
     (``sink_process=False``), or wrapped by :func:`tracker.testing.wrap_sinks`; then all of
     them do, and the text metrics run in a thread of this process.
     """
+    if options.transport is not None:  # a broker: the workers' sinks are theirs, not ours
+        from workers.stream_transport import StreamPipeline
+
+        specs = [sink if isinstance(sink, SinkSpec) else _spec_of(sink) for sink in sinks]
+        return StreamPipeline(specs, options, redact=redact)  # type: ignore[return-value]
     wrap = testing.current_wrapper()
     local = wrap is not None or any(
         not isinstance(sink, SinkSpec) or sink.in_process for sink in sinks
@@ -43,6 +48,17 @@ def build_pipeline(
     if wrap is not None:
         built = [wrap(sink) for sink in built]
     return Pipeline(built, options, redact=redact, local_metrics=True)
+
+
+def _spec_of(sink: Sink) -> SinkSpec:
+    """A description of a sink built here (only its name and needs are used by a transport)."""
+    return SinkSpec(
+        f"{type(sink).__module__}.{type(sink).__qualname__}",
+        {},
+        name=sink.name,
+        needs_complexity=sink.needs_complexity,
+        needs_pages=sink.needs_pages,
+    )
 
 
 class TrackerCallbackHandler(QueueingCallbackHandler):

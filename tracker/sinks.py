@@ -132,11 +132,20 @@ def jsonl(
     session: str = "langchain",
     *,
     sink_process: bool = True,
+    whole_sessions: bool = False,
 ) -> SinkSpec:
-    """A JSON-lines file per session below ``directory`` (default ``./tracker-offline``)."""
+    """A JSON-lines file per session below ``directory`` (default ``./tracker-offline``).
+
+    ``whole_sessions``: the file is named ``.jsonl`` only once its session finished
+    (``.jsonl.partial`` until then).
+    """
     return SinkSpec(
         "workers.sinks.jsonl.JsonLinesSink",
-        {"directory": resolve_offline_dir(directory), "session": session},
+        {
+            "directory": resolve_offline_dir(directory),
+            "session": session,
+            "whole_sessions": whole_sessions,
+        },
         name="jsonl",
         in_process=not sink_process,
     )

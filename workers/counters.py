@@ -7,6 +7,8 @@ snapshot the seed would have logged at that point.
 
 from __future__ import annotations
 
+from typing import Any
+
 from workers.event import Kind
 
 COUNTER_NAMES: tuple[str, ...] = (
@@ -68,3 +70,16 @@ class Counters:
         """Back to zero, as the seeds' ``reset_callback_meta``."""
         for name in self.values:
             self.values[name] = 0
+
+
+def source_or_replayed(record: Any, counters: Counters) -> dict[str, int]:
+    """The counters a record's rows carry: those counted at its source when it has them (a
+    broker transport, where no worker sees every event), else ``counters`` replayed here.
+
+    Either way ``counters`` ends as of this record, so the handler's attributes read right.
+    """
+    counted = record.counters
+    if counted is None:
+        return counters.advance(record.kind)
+    counters.values.update(counted)
+    return dict(counted)

@@ -49,6 +49,8 @@ class FlushResult:
     ``dropped``: events refused by the full queue; ``pending``: events still on their way at
     the deadline (0 unless ``timed_out``); ``seconds``: how long the caller waited;
     ``errors``: what went wrong, one line each, naming the backend and the cause;
+    ``streamed``: with a broker transport, events added to the stream (the workers then write
+    the archives: ``written`` stays 0 here);
     ``skipped``: generations that went without an enrichment since the previous flush, per
     enrichment (``"visualizations"``, ``"complexity"``), because they came later than the
     ``enrichment_budget``.
@@ -64,6 +66,7 @@ class FlushResult:
     errors: list[str] = field(default_factory=list)
     archives: list[Path] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
+    streamed: int = 0
 
     @property
     def ok(self) -> bool:

@@ -47,7 +47,7 @@ RESTART_PAUSE_SECONDS = 1.0
 POLL_SECONDS = 0.05
 # ClearML marks the process that ran Task.init; a child inheriting the mark takes itself for a
 # sub-process of that Task and gets a stub. The worker is a program of its own.
-_NOT_INHERITED = ("CLEARML_PROC_MASTER_ID", "TRAINS_PROC_MASTER_ID")
+NOT_INHERITED = ("CLEARML_PROC_MASTER_ID", "TRAINS_PROC_MASTER_ID")
 
 
 class WorkerLink:
@@ -120,7 +120,7 @@ class WorkerLink:
 
     def _start(self) -> None:
         """Start the worker, its reply reader and (once) the forwarding thread; holds the lock."""
-        env = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
+        env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
         process = subprocess.Popen(
             [sys.executable, "-m", "workers.worker"],
             stdin=subprocess.PIPE,

@@ -7,7 +7,7 @@ through, the pipeline and the queue read them from one frozen object).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,11 @@ SERVING_DEFAULTS: dict[str, Any] = {
     "rotate_seconds": 60.0,
     "enrichment_budget": 2.0,
 }
+#: Environment variables: where every handler of a process sends its batches (a broker URL)
+#: and the stream's name, so that the seed classes can use a broker without code changes.
+TRANSPORT_ENV = "TRACKER_TRANSPORT"
+STREAM_ENV = "TRACKER_STREAM"
+DEFAULT_STREAM = "langchain"
 #: Past this multiple of ``enrichment_budget``, the complexity metrics are skipped too.
 COMPLEXITY_BUDGET_FACTOR = 3.0
 #: Environment variable: seconds the exit drain waits for the handlers' finish (default 10).
@@ -61,6 +66,11 @@ class PipelineOptions:
     - ``enrichment_budget``: seconds an event may wait in the tracker before its expensive
       enrichments are skipped (and counted): spaCy visualisations past the budget, text
       complexity metrics past three times it. None: always computed, however late.
+    - ``transport``: None (default: the local tracker worker, through a pipe) or a broker URL
+      (``redis://host:6379/0``): batches go to a stream there, read by ``tracker worker``
+      processes on any host; nothing of the sinks runs in this process. Default: the
+      ``TRACKER_TRANSPORT`` environment variable.
+    - ``stream``: the stream's name (default ``TRACKER_STREAM``, else ``"langchain"``).
     """
 
     queue_size: int = DEFAULT_QUEUE_SIZE
@@ -76,6 +86,8 @@ class PipelineOptions:
     rotate_events: int | None = None
     rotate_seconds: float | None = None
     enrichment_budget: float | None = None
+    transport: str | None = field(default_factory=lambda: os.environ.get(TRANSPORT_ENV) or None)
+    stream: str = field(default_factory=lambda: os.environ.get(STREAM_ENV) or DEFAULT_STREAM)
 
     def __post_init__(self) -> None:
         """Check every value once, with an error that names the setting."""
@@ -115,6 +127,12 @@ class PipelineOptions:
             raise ValueError(
                 f"enrichment_budget must be >= 0 seconds (or None), got {self.enrichment_budget!r}"
             )
+        if self.transport is not None and not self.transport.startswith(("redis://", "rediss://")):
+            raise ValueError(
+                f"transport must be a redis:// or rediss:// URL (or None), got {self.transport!r}"
+            )
+        if not self.stream:
+            raise ValueError("stream must be a non-empty name")
         if self.overflow == "spill" and self.spool is None:
             raise ValueError(
                 "overflow='spill' needs a spool to spill to: pass spool=True (the default) or "

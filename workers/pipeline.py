@@ -270,7 +270,6 @@ class Pipeline(FlushWaiting):
             # Sinks open in the background: an SDK that never answers its login must not hold
             # batches and flushes back (they go to the spool until it opens, and say why).
             group.start_soon(self._open_sinks)
-            group.start_soon(self._warm_analyzer)
             if self.options.spool is not None:
                 try:
                     await self._recover_spills(self.options.spool)
@@ -414,7 +413,7 @@ class Pipeline(FlushWaiting):
         await self._each_sink(lambda sink: sink.log_health(values, step))
 
     async def _warm_analyzer(self) -> None:
-        """Load the text metrics' dictionaries (and spaCy) while the sessions open."""
+        """Start the metric processes and load textstat's dictionaries (and spaCy) there."""
         complexity = any(s.needs_complexity for s in self.sinks)
         spacy = any(s.needs_pages or s.needs_sentences for s in self.sinks)
         if not (complexity or spacy):
@@ -442,6 +441,8 @@ class Pipeline(FlushWaiting):
                 group.start_soon(open_one, sink)
         self._ready_at = time.time()
         self.opened.set()
+        # After the sessions opened, not beside them: spaCy's start would slow their login.
+        await self._warm_analyzer()
 
     async def _process(self, batch: list[Event]) -> None:
         records: list[Record] = []

@@ -70,7 +70,9 @@ class Record:
     process. ``complexity`` holds the text metrics per generation (LLM ends) once the analyzer
     ran, and ``pages`` the ClearML-style dependency/entity HTML pages per generation, ``custom``
     the user's custom metrics per generation when they were computed before the record left
-    the process, ``sentences`` the Comet-style sentence renders per generation (style → HTML).
+    the process, ``sentences`` the Comet-style sentence renders per generation (style → HTML),
+    ``counters`` the seed counters as of this event when they were counted at the source
+    (:data:`COUNTERS_KEY`; a broker transport, where no worker sees every event).
     """
 
     event: Event
@@ -83,6 +85,7 @@ class Record:
     pages: list[tuple[str, str] | None] | None = None
     custom: list[dict[str, Any]] | None = None
     sentences: list[dict[str, str | None] | None] | None = None
+    counters: dict[str, int] | None = None
 
     def to_wire(self) -> tuple[Any, ...]:
         """Plain data for another process: no original payloads, run ids as ints.
@@ -106,6 +109,7 @@ class Record:
             self.pages,
             self.custom,
             self.sentences,
+            self.counters,
         )
 
     @classmethod
@@ -351,6 +355,10 @@ def _fields(event: Event, budget: Budget) -> dict[str, Any]:
     return {"data": json(data)}
 
 
+#: The event keyword argument carrying the seed counters counted at the source.
+COUNTERS_KEY = "tracker_counters"
+
+
 def preconverted(record: Record) -> Event:
     """An event carrying its already converted ``record`` (:func:`convert` returns it)."""
     event = record.event
@@ -387,6 +395,7 @@ def convert(event: Event) -> Record:
         }
         degraded = True
     extra = event.extra if type(event.extra) is dict else {}
+    counters = extra.get(COUNTERS_KEY)
     name = extra.get("name")
     tags = extra.get("tags")
     metadata = extra.get("metadata")
@@ -398,6 +407,7 @@ def convert(event: Event) -> Record:
             [safe_str(t, 500, budget) for t in _items(tags)] if type(tags) is list and tags else [],
             _dict(metadata, "metadata", budget) if type(metadata) is dict and metadata else {},
             degraded,
+            counters=counters if type(counters) is dict else None,
         )
     except Exception:  # pragma: no cover - each part is guarded; the event must not be lost
         logger.debug("could not convert the name/tags/metadata of %s", event.kind, exc_info=True)

@@ -25,10 +25,17 @@ from uuid import UUID
 
 from workers import wire
 from workers.event import Event, Kind
-from workers.records import KIND_BY_VALUE, Record, convert, preconverted, token_of
+from workers.records import (
+    COUNTERS_KEY,
+    KIND_BY_VALUE,
+    Record,
+    convert,
+    preconverted,
+    token_of,
+)
 
 #: The keyword arguments the records are built from (workers.records); the rest stays here.
-_KEPT = ("name", "tags", "metadata", "inputs")
+_KEPT = ("name", "tags", "metadata", "inputs", COUNTERS_KEY)
 _ERRORS = frozenset({Kind.LLM_ERROR, Kind.CHAIN_ERROR, Kind.TOOL_ERROR, Kind.RETRIEVER_ERROR})
 _TOKEN = Kind.LLM_NEW_TOKEN
 
@@ -38,7 +45,7 @@ RECORD = "record"
 Enrich = Callable[[Record], None]
 
 
-def _extra(extra: Any) -> dict[str, Any]:
+def kept_extra(extra: Any) -> dict[str, Any]:
     if type(extra) is not dict:
         return {}
     return {key: extra[key] for key in _KEPT if key in extra}
@@ -57,7 +64,7 @@ def event_item(event: Event) -> tuple[Any, ...]:
         run.int if run is not None else None,
         parent.int if parent is not None else None,
         data,
-        _extra(event.extra),
+        kept_extra(event.extra),
     )
 
 

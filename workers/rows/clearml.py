@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from workers.counters import Counters
+from workers.counters import Counters, source_or_replayed
 from workers.event import Kind
 from workers.metrics import COMPLEXITY_METRICS
 from workers.records import Record
@@ -49,7 +49,7 @@ class ClearMLRows:
         Never raises: a record whose fields lack what its kind needs (a ``redact=`` hook edited
         them) still gives one row, with what it has and a ``row_error``.
         """
-        meta = self.counters.advance(record.kind)
+        meta = source_or_replayed(record, self.counters)
         try:
             rows, session = self._rows(record, meta)
         except Exception as exc:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from workers.counters import Counters
+from workers.counters import Counters, source_or_replayed
 from workers.event import Kind
 from workers.records import Record
 from workers.rows.clearml import empty_row, fallback_row
@@ -65,7 +65,7 @@ class CometRows:
         Never raises: a record whose fields lack what its kind needs (a ``redact=`` hook edited
         them) still gives one row, with what it has and a ``row_error``.
         """
-        meta = self.counters.advance(record.kind)
+        meta = source_or_replayed(record, self.counters)
         try:
             out = self._build(record, meta)
         except Exception as exc:

@@ -51,10 +51,22 @@ class JsonLinesSink(Sink):
 
     name = "jsonl"
 
-    def __init__(self, directory: str | os.PathLike[str], session: str = "langchain") -> None:
-        """Write below ``directory``; ``session`` starts the file's name."""
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        session: str = "langchain",
+        whole_sessions: bool = False,
+    ) -> None:
+        """Write below ``directory``; ``session`` starts the file's name.
+
+        ``whole_sessions``: write to ``<name>.jsonl.partial`` and rename it at the finish, so
+        that a ``.jsonl`` file is always a finished session (``tracker worker``: a killed
+        worker's entries are written again by another, and must not count twice).
+        """
         self.directory = Path(directory)
         self.session = session
+        self.whole_sessions = whole_sessions
+        self._writing: Path | None = None
         self.path: Path | None = None
         self.store = SessionStore()
         self.runs = RunTable(self.store.table("runs"))
@@ -74,7 +86,10 @@ class JsonLinesSink(Sink):
         self.directory.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.path = self.directory / f"{self.session}-{stamp}-{os.getpid()}.jsonl"
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._writing = (
+            self.path.with_suffix(".jsonl.partial") if self.whole_sessions else self.path
+        )
+        fd = os.open(self._writing, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._file = os.fdopen(fd, "a", encoding="utf-8")
 
     async def write(self, records: list[Record]) -> None:
@@ -109,6 +124,8 @@ class JsonLinesSink(Sink):
             out.close()
             self._file = None
             self.store.close()
+            if self._writing is not None and self._writing != self.path:
+                os.replace(self._writing, self.path)
             self.archive_path = self.path
 
     async def rotate(self, label: str) -> None:
