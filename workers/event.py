@@ -44,6 +44,22 @@ class Kind(str, Enum):
 
 
 _CONTROL = frozenset({Kind.FLUSH, Kind.RESET})
+#: The callbacks that start a run, and those that end one (with an error or not).
+RUN_STARTS = frozenset(
+    {Kind.CHAIN_START, Kind.LLM_START, Kind.CHAT_MODEL_START, Kind.TOOL_START, Kind.RETRIEVER_START}
+)
+RUN_ENDS = frozenset(
+    {
+        Kind.CHAIN_END,
+        Kind.CHAIN_ERROR,
+        Kind.LLM_END,
+        Kind.LLM_ERROR,
+        Kind.TOOL_END,
+        Kind.TOOL_ERROR,
+        Kind.RETRIEVER_END,
+        Kind.RETRIEVER_ERROR,
+    }
+)
 
 
 class Event(NamedTuple):

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workers.event import Kind
+
 logger = logging.getLogger("tracker.flush")
 
 
@@ -107,10 +109,26 @@ class FlushWaiting:
 
     #: (processed, dropped) as of the last flush: what a timed-out result counts from.
     _since_flush: tuple[int, int]
+    #: The pipeline's queue (an :class:`~workers.queue.EventQueue`), and whether it finished.
+    queue: Any
+    closed: bool
+
+    def wake(self) -> None:
+        """Ask the consumer to take a batch now (the pipeline's own)."""
+        raise NotImplementedError
 
     def submit(self, request: FlushRequest) -> None:
-        """Put a flush barrier in the queue (the pipeline's own)."""
-        raise NotImplementedError
+        """Put a flush barrier in the queue (answered at once if the pipeline finished)."""
+        if self.closed:
+            request.done.set_result(FlushResult(errors=["the tracker was already finished"]))
+            return
+        self.queue.put_control(Kind.FLUSH, (request,))
+        self.wake()
+
+    def reset_counters(self) -> None:
+        """Queue a ``reset_callback_meta``: it applies after the events already queued."""
+        self.queue.put_control(Kind.RESET, ())
+        self.wake()
 
     def stats(self) -> dict[str, Any]:
         """The pipeline's counters (the pipeline's own)."""

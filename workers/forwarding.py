@@ -111,13 +111,7 @@ class ForwardingPipeline(FlushWaiting):
         self.options = options
         self.plan = PipelinePlan(tuple(spec.portable() for spec in specs), options)
         self.sinks = [SinkMirror(spec) for spec in specs]
-        self.queue = EventQueue(
-            options.queue_size,
-            wake_at=options.batch_size,
-            wake=self.wake,
-            overflow=options.overflow,
-            block_timeout=options.block_timeout,
-        )
+        self.queue = EventQueue.for_options(options, self.wake)
         self._redactor = Redactor(redact) if redact is not None else None
         self._drops = DropWarner(self.queue, logger)
         custom = next((s.custom_metrics for s in specs if s.custom_metrics is not None), None)
@@ -187,11 +181,6 @@ class ForwardingPipeline(FlushWaiting):
         request = FlushRequest(finish=True)
         self.submit(request)
         return request
-
-    def reset_counters(self) -> None:
-        """Queue a ``reset_callback_meta``: it applies after the events already queued."""
-        self.queue.put_control(Kind.RESET, ())
-        self.wake()
 
     def stats(self) -> dict[str, Any]:
         """Counters: this process's queue, and the worker's pipeline as of its last report."""

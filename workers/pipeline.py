@@ -66,10 +66,8 @@ class Pipeline(FlushWaiting):
         self.options = options
         spool = options.spool
         overflow = options.overflow
-        queue_size = options.queue_size
         batch_size = options.batch_size
         flush_interval = options.flush_interval
-        block_timeout = options.block_timeout
         sample_rate = options.sample_rate
         stream_tokens = options.stream_tokens
         metric_processes = options.metric_processes
@@ -83,13 +81,7 @@ class Pipeline(FlushWaiting):
         self.sinks: list[ResilientSink] = [_resilient(sink, spool, retry) for sink in sinks]
         self.batch_size = batch_size
         self.flush_interval = flush_interval
-        self.queue = EventQueue(
-            queue_size,
-            wake_at=batch_size,
-            wake=self.wake,
-            overflow=overflow,
-            block_timeout=block_timeout,
-        )
+        self.queue = EventQueue.for_options(options, self.wake)
         self.opened = threading.Event()
         self.open_errors: dict[str, str] = {}
         self.closed = False
@@ -161,19 +153,6 @@ class Pipeline(FlushWaiting):
     def _set_wake(self) -> None:
         if self._wake_event is not None:
             self._wake_event.set()
-
-    def submit(self, request: FlushRequest) -> None:
-        """Put a flush barrier in the queue."""
-        if self.closed:
-            request.done.set_result(FlushResult(errors=["the tracker was already finished"]))
-            return
-        self.queue.put_control(Kind.FLUSH, (request,))
-        self.wake()
-
-    def reset_counters(self) -> None:
-        """Queue a ``reset_callback_meta``: it applies after the events already queued."""
-        self.queue.put_control(Kind.RESET, ())
-        self.wake()
 
     def _refuse_blocking_flush(self) -> None:
         if self._runtime.in_runtime_thread():

@@ -52,6 +52,17 @@ class EventQueue:
     not replayed yet)`` at any quiet moment, and ``enqueued == delivered + dropped`` after a flush.
     """
 
+    @classmethod
+    def for_options(cls, options: Any, wake: Callable[[], None] | None) -> EventQueue:
+        """The queue a handler's :class:`~workers.options.PipelineOptions` describe."""
+        return cls(
+            options.queue_size,
+            wake_at=options.batch_size,
+            wake=wake,
+            overflow=options.overflow,
+            block_timeout=options.block_timeout,
+        )
+
     def __init__(
         self,
         maxsize: int = DEFAULT_QUEUE_SIZE,

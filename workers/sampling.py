@@ -12,29 +12,8 @@ import hashlib
 from collections import OrderedDict
 from uuid import UUID
 
-from workers.event import Event, Kind
+from workers.event import RUN_ENDS, RUN_STARTS, Event
 
-_ROOT_ENDS = frozenset(
-    {
-        Kind.CHAIN_END,
-        Kind.CHAIN_ERROR,
-        Kind.LLM_END,
-        Kind.LLM_ERROR,
-        Kind.TOOL_END,
-        Kind.TOOL_ERROR,
-        Kind.RETRIEVER_END,
-        Kind.RETRIEVER_ERROR,
-    }
-)
-_STARTS = frozenset(
-    {
-        Kind.CHAIN_START,
-        Kind.LLM_START,
-        Kind.CHAT_MODEL_START,
-        Kind.TOOL_START,
-        Kind.RETRIEVER_START,
-    }
-)
 _SCALE = 1 << 64
 MAX_TRACKED_RUNS = 100_000
 
@@ -72,11 +51,11 @@ class TraceSampler:
                 decision = keeps(run, self.rate)
             else:
                 decision = self._decision.get(parent, keeps(parent, self.rate))
-            if event.kind in _STARTS:
+            if event.kind in RUN_STARTS:
                 if len(self._decision) >= MAX_TRACKED_RUNS:  # unended runs must not pile up
                     self._decision.popitem(last=False)
                 self._decision[run] = decision
-        if event.kind in _ROOT_ENDS:
+        if event.kind in RUN_ENDS:
             self._decision.pop(run, None)
         if not decision:
             self.dropped += 1

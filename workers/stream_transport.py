@@ -94,13 +94,7 @@ class StreamPipeline(FlushWaiting):
         self.stream = options.stream
         self.counters = Counters()
         self.sinks = [StreamMirror(spec, self.counters) for spec in specs]
-        self.queue = EventQueue(
-            options.queue_size,
-            wake_at=options.batch_size,
-            wake=self.wake,
-            overflow=options.overflow,
-            block_timeout=options.block_timeout,
-        )
+        self.queue = EventQueue.for_options(options, self.wake)
         self._redactor = Redactor(redact) if redact is not None else None
         self._drops = DropWarner(self.queue, logger)
         self._joiner = TraceJoiner()
@@ -163,19 +157,6 @@ class StreamPipeline(FlushWaiting):
     def wake(self) -> None:
         """Ask the thread to ship a batch now (thread-safe, non-blocking)."""
         self._wake_event.set()
-
-    def submit(self, request: FlushRequest) -> None:
-        """Put a flush barrier in the queue."""
-        if self.closed:
-            request.done.set_result(FlushResult(errors=["the tracker was already finished"]))
-            return
-        self.queue.put_control(Kind.FLUSH, (request,))
-        self.wake()
-
-    def reset_counters(self) -> None:
-        """Queue a ``reset_callback_meta``: it applies after the events already queued."""
-        self.queue.put_control(Kind.RESET, ())
-        self.wake()
 
     def drain_at_exit(self, timeout: float) -> None:
         """Interpreter exit: ship (or spool) what is queued, within ``timeout``."""

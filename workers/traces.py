@@ -20,23 +20,8 @@ import time
 from collections import OrderedDict
 from uuid import UUID
 
-from workers.event import Event, Kind
+from workers.event import RUN_ENDS, RUN_STARTS, Event
 
-_STARTS = frozenset(
-    {Kind.CHAIN_START, Kind.LLM_START, Kind.CHAT_MODEL_START, Kind.TOOL_START, Kind.RETRIEVER_START}
-)
-_ENDS = frozenset(
-    {
-        Kind.CHAIN_END,
-        Kind.CHAIN_ERROR,
-        Kind.LLM_END,
-        Kind.LLM_ERROR,
-        Kind.TOOL_END,
-        Kind.TOOL_ERROR,
-        Kind.RETRIEVER_END,
-        Kind.RETRIEVER_ERROR,
-    }
-)
 MAX_HELD_EVENTS = 100_000
 MAX_TRACE_AGE = 60.0
 #: Traces remembered after they were shipped, so that a late event finds its root.
@@ -64,7 +49,7 @@ class TraceJoiner:
         root = self._root_of.get(run)
         if root is None:
             parent = event.parent_run_id
-            if event.kind in _STARTS:
+            if event.kind in RUN_STARTS:
                 root = self._root_of.get(parent, parent) if parent is not None else run
                 self._remember(run, root)
             else:  # an event of a run never announced (or long forgotten): nothing to join
@@ -75,7 +60,7 @@ class TraceJoiner:
             self._held[root] = (time.monotonic(), [])
         self._held[root][1].append(event)
         self.held_events += 1
-        if run == root and event.kind in _ENDS:
+        if run == root and event.kind in RUN_ENDS:
             _, events = self._held.pop(root)
             self.held_events -= len(events)
             return events
