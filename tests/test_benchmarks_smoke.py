@@ -53,6 +53,8 @@ def test_quick_run_writes_every_table(tmp_path: Path) -> None:
         "| mode | variant | median | p99 | mean | ratio vs no-op handlers (median) |",
         "| backend | events |",
         "| worker processes | texts/s (median of rounds) |",
+        "| flush after serving: aflush_tracker(finish=True) | flush before (git c23df4b) | "
+        "flush ≤ 5 s? | enrichments skipped: this flush / since start |",
     ):
         assert header in text, header
     for row in (
@@ -67,8 +69,12 @@ def test_quick_run_writes_every_table(tmp_path: Path) -> None:
         "| sync | 2 no-op sync run_inline handlers |",
         "| async | no handler |",
         "| sync | seed: Comet (defaults) |",
-        "| ours: ClearML | 600 |",
-        "| ours: Comet | 600 |",
+        "| ours: ClearMLCallbackHandler (seed class, all features), information | 600 |",
+        "| ours: CometCallbackHandler (seed class, all features), information | 600 |",
+        "| ours: TrackerCallbackHandler([clearml(stream_logs=True)]) defaults | 600 |",
+        "| ours: TrackerCallbackHandler([comet()]) defaults | 600 |",
+        "| ours, one TrackerCallbackHandler (its defaults), both sinks, tracker worker | ",
+        "| ours, both seed classes, tracker worker | ",
     ):
         assert row in text, row
     # The OpenTelemetry peer row is measured whenever its SDK can be imported here.
@@ -83,6 +89,16 @@ def test_quick_run_writes_every_table(tmp_path: Path) -> None:
     assert summary.count("| 1. Hot path |") == 6
     assert summary.count("| 2. Chain overhead |") == 2
     assert summary.count("| 3. Pipeline capacity |") == 2
+    assert (
+        "| 3. Pipeline capacity | ClearML ≥ 20,000 events/s (TrackerCallbackHandler defaults) |"
+        in summary
+    )
+    assert (
+        "| 3. Pipeline capacity | Comet ≥ 20,000 events/s (TrackerCallbackHandler defaults) |"
+        in summary
+    )
+    assert "| 3. Serving | flush after serving ≤ 5 s (one TrackerCallbackHandler, its " in summary
+    assert summary.count("| 3. Serving |") == 4
     # --out was honoured: the checked-in results were left alone.
     after = default.stat().st_mtime_ns if default.exists() else None
     assert after == before
@@ -102,6 +118,7 @@ def test_quick_flush_and_memory_phases(tmp_path: Path) -> None:
     for header in (
         "| measurement | backend | samples | all processed after | flush returned after |",
         "| measurement | value | target | met? |",
+        "| measurement | value | target | met? | before (git c23df4b) |",
     ):
         assert header in text, header
     for row in (
@@ -120,6 +137,9 @@ def test_quick_flush_and_memory_phases(tmp_path: Path) -> None:
         "| tracker worker RSS (with its descendants) | baseline ",
         "| tracker worker RSS: start / peak over the events / peak during the flush | ",
         "| events | 20,000 to each handler in ",
+        "| every tracker process together (parent + worker + metric processes): start / peak ",
+        "| then one flush (flush_tracker(), one handler after the other) | ",
+        "| then the finish (flush_tracker(finish=True), one after the other) | ClearML ",
     ):
         assert row in text, row
     # A flush that failed or timed out shows as **error** (flush table) or a failed phase.
@@ -128,3 +148,4 @@ def test_quick_flush_and_memory_phases(tmp_path: Path) -> None:
     assert summary.count("| 5. Flush |") == 5
     assert summary.count("| 6. Memory (a) |") == 3
     assert summary.count("| 6. Memory (b) |") == 3
+    assert summary.count("events and the flush ≤ 300 MB |") == 3
