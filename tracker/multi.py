@@ -71,8 +71,10 @@ class TrackerCallbackHandler(QueueingCallbackHandler):
     keyword arguments are the settings of :class:`~workers.options.PipelineOptions`
     (``queue_size``, ``batch_size``, ``flush_interval``, ``metric_processes``, ``overflow``,
     ``block_timeout``, ``sample_rate``, ``stream_tokens``, ``table_rows``, ``rotate_events``,
-    ``rotate_seconds``, ``enrichment_budget``). Its defaults are for serving
-    (:data:`~workers.options.SERVING_DEFAULTS`), where the seed classes keep the seeds' ways:
+    ``rotate_seconds``, ``enrichment_budget``, ``keep_errors``, ``keep_slower_than``,
+    ``trace_buffer``, ``open_traces``, ``session_keys``, ``transport``, ``stream``). Its
+    defaults are for serving (:data:`~workers.options.SERVING_DEFAULTS`), where the seed
+    classes keep the seeds' ways:
     a run's streamed tokens go on its end record (``stream_tokens="aggregate"``;
     ``fields["streamed"]``: count and text) instead of a record per token; the session tables
     are written every 10,000 events or 60 s, so a flush has little left; and spaCy

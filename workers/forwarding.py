@@ -56,6 +56,7 @@ _STATS_DEFAULTS: dict[str, Any] = {
     "rotations": 0,
     "redacted_dropped": 0,
     "sampled_out": 0,
+    "traces": {},
     "spill_recovered": 0,
     "tokens_aggregated": 0,
     "redact_errors": 0,

@@ -15,6 +15,8 @@ OVERFLOW_POLICIES = ("drop_newest", "drop_oldest", "block", "spill")
 STREAM_TOKEN_MODES = ("each", "aggregate")
 DEFAULT_QUEUE_SIZE = 100_000
 DEFAULT_TABLE_ROWS = 10_000
+#: LangChain metadata keys users set to group runs: a column each in the runs table.
+DEFAULT_SESSION_KEYS = ("session_id", "thread_id", "user_id", "conversation_id")
 #: What TrackerCallbackHandler sets unless told otherwise (the seed classes keep the seeds' way).
 SERVING_DEFAULTS: dict[str, Any] = {
     "stream_tokens": "aggregate",
@@ -66,6 +68,13 @@ class PipelineOptions:
     - ``enrichment_budget``: seconds an event may wait in the tracker before its expensive
       enrichments are skipped (and counted): spaCy visualisations past the budget, text
       complexity metrics past three times it. None: always computed, however late.
+    - ``keep_errors`` / ``keep_slower_than``: tail sampling (:mod:`workers.tail_sampling`):
+      a trace is decided when its root run ends, kept whole if a run in it failed, if the root
+      took longer than ``keep_slower_than`` seconds, or if it is in the ``sample_rate`` share;
+      ``trace_buffer`` bounds the events held meanwhile, and ``open_traces`` (``"keep"`` or
+      ``"drop"``) says what happens to the oldest open traces past it and at the finish.
+    - ``session_keys``: the LangChain ``metadata`` keys that become columns of the runs table
+      (default ``session_id``, ``thread_id``, ``user_id``, ``conversation_id``).
     - ``transport``: None (default: the local tracker worker, through a pipe) or a broker URL
       (``redis://host:6379/0``): batches go to a stream there, read by ``tracker worker``
       processes on any host; nothing of the sinks runs in this process. Default: the
@@ -86,6 +95,11 @@ class PipelineOptions:
     rotate_events: int | None = None
     rotate_seconds: float | None = None
     enrichment_budget: float | None = None
+    keep_errors: bool = False
+    keep_slower_than: float | None = None
+    trace_buffer: int = 100_000
+    open_traces: str = "keep"
+    session_keys: tuple[str, ...] = DEFAULT_SESSION_KEYS
     transport: str | None = field(default_factory=lambda: os.environ.get(TRANSPORT_ENV) or None)
     stream: str = field(default_factory=lambda: os.environ.get(STREAM_ENV) or DEFAULT_STREAM)
 
@@ -127,6 +141,21 @@ class PipelineOptions:
             raise ValueError(
                 f"enrichment_budget must be >= 0 seconds (or None), got {self.enrichment_budget!r}"
             )
+        if self.keep_slower_than is not None and not self.keep_slower_than >= 0:
+            raise ValueError(
+                f"keep_slower_than must be >= 0 seconds (or None), got {self.keep_slower_than!r}"
+            )
+        if self.trace_buffer < 1:
+            raise ValueError(f"trace_buffer must be at least 1, got {self.trace_buffer!r}")
+        if self.open_traces not in ("keep", "drop"):
+            raise ValueError(f"open_traces must be 'keep' or 'drop', got {self.open_traces!r}")
+        if isinstance(self.session_keys, str) or not all(
+            isinstance(key, str) and key for key in self.session_keys
+        ):
+            raise ValueError(
+                f"session_keys must be a sequence of metadata key names, got {self.session_keys!r}"
+            )
+        object.__setattr__(self, "session_keys", tuple(self.session_keys))
         if self.transport is not None and not self.transport.startswith(("redis://", "rediss://")):
             raise ValueError(
                 f"transport must be a redis:// or rediss:// URL (or None), got {self.transport!r}"
@@ -138,6 +167,11 @@ class PipelineOptions:
                 "overflow='spill' needs a spool to spill to: pass spool=True (the default) or "
                 "a directory, or choose another overflow policy"
             )
+
+    @property
+    def tail_sampling(self) -> bool:
+        """Whether traces are decided at their end (``keep_errors`` or ``keep_slower_than``)."""
+        return self.keep_errors or self.keep_slower_than is not None
 
     @classmethod
     def names(cls) -> frozenset[str]:

@@ -33,6 +33,7 @@ from workers.sampling import TraceSampler
 from workers.sinks.base import Sink
 from workers.spool import Spool, adopt_spools, open_spool
 from workers.streams import TokenStreams
+from workers.tail_sampling import TailSampler
 
 logger = logging.getLogger("tracker.pipeline")
 
@@ -89,7 +90,19 @@ class Pipeline(FlushWaiting):
         self.degraded = 0
         self.metrics_skipped = 0
         self._redactor = Redactor(redact)
-        self._sampler = TraceSampler(sample_rate)
+        # With tail sampling the rate applies when a trace ends, not when it starts.
+        self._sampler = TraceSampler(1.0 if options.tail_sampling else sample_rate)
+        self._tail = (
+            TailSampler(
+                sample_rate,
+                keep_errors=options.keep_errors,
+                keep_slower_than=options.keep_slower_than,
+                buffer=options.trace_buffer,
+                open_traces=options.open_traces,
+            )
+            if options.tail_sampling
+            else None
+        )
         self._streams = TokenStreams() if stream_tokens == "aggregate" else None
         self._live: list[ResilientSink] = []
         self._write_errors: list[str] = []  # since the last flush, reported in its result
@@ -108,6 +121,7 @@ class Pipeline(FlushWaiting):
         self._rotation_mark = (0, time.monotonic())  # (delivered, when) at the last table write
         for sink in self.sinks:
             sink.table_rows = options.table_rows
+            sink.session_keys = options.session_keys
         self._runtime = runtime or get_runtime()
         self._task = self._runtime.spawn(self._run)
         self._runtime.register(self)
@@ -125,6 +139,7 @@ class Pipeline(FlushWaiting):
         self.sinks = [sink.fresh() for sink in self.sinks]
         for sink in self.sinks:
             sink.table_rows = self.options.table_rows
+            sink.session_keys = self.options.session_keys
         self._enrichment = EnrichmentBudget(self.options.enrichment_budget)
         self._ready_at = None
         self.rotations = 0
@@ -223,7 +238,9 @@ class Pipeline(FlushWaiting):
             "enrichments_skipped": self._enrichment.total(),
             "rotations": self.rotations,
             "redacted_dropped": self._redactor.dropped,
-            "sampled_out": self._sampler.dropped,
+            "sampled_out": self._sampler.dropped
+            + (self._tail.dropped_records if self._tail is not None else 0),
+            "traces": self._tail.stats() if self._tail is not None else {},
             "spill_recovered": self.spill_recovered,
             "tokens_aggregated": self._streams.absorbed if self._streams is not None else 0,
             "redact_errors": self._redactor.errors,
@@ -425,11 +442,15 @@ class Pipeline(FlushWaiting):
 
     async def _process(self, batch: list[Event]) -> None:
         records: list[Record] = []
+        released: list[Record] = []  # tail sampling: kept traces, counted when taken
         for index, event in enumerate(batch):
             if event.kind.is_control:
                 if records:
                     await self._deliver(records)
                     records = []
+                if released:
+                    await self._deliver(released, counted=False)
+                    released = []
                 # finished: what came after the barrier is refused (counted before the
                 # barrier's result goes out), as later puts are
                 await self._control(event, batch[index + 1 :])
@@ -443,9 +464,15 @@ class Pipeline(FlushWaiting):
                 record = convert(event)
                 if self._streams is not None:
                     self._streams.attach(record)
-                records.append(record)
+                if self._tail is None:
+                    records.append(record)
+                else:  # held until its trace is decided: processed now, delivered then
+                    self.queue.delivered += 1
+                    released.extend(self._tail.take(record))
         if records:
             await self._deliver(records)
+        if released:
+            await self._deliver(released, counted=False)
 
     def _refuse(self, events: list[Event]) -> None:
         late = self.queue.discard(events)
@@ -524,6 +551,10 @@ class Pipeline(FlushWaiting):
             await self._each_sink(lambda sink: sink.reset_counters())
             return
         request: FlushRequest = event.data[0]
+        if request.finish and self._tail is not None:  # open traces: the policy decides
+            opened = self._tail.release_all()
+            if opened:
+                await self._deliver(opened, counted=False)
         await self._health()
         try:
             errors = await self._each_sink(lambda sink: sink.flush(request))

@@ -123,6 +123,7 @@ class ResilientSink(Sink):
         never answers must not hold anything back); until the backend is open they are spooled.
         """
         self.inner.table_rows = self.table_rows
+        self.inner.session_keys = self.session_keys
         self.opening_since = time.monotonic()  # from here on, nothing else may open it
         try:
             if self._spool_factory is not None:

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from typing import Any
 
 from workers.event import Kind
+from workers.options import DEFAULT_SESSION_KEYS
 from workers.records import Record
 from workers.session import SessionTable
 
@@ -29,7 +30,28 @@ RUN_COLUMNS = (
     "prompt_tokens",
     "completion_tokens",
     "total_tokens",
+    "ttft_s",
+    "tokens_per_s",
+    "chunks",
+    "tags",
+    "metadata",
 )
+#: The figures of each LLM run the sinks also log as scalars over time.
+LLM_RUN_FIGURES = (
+    "latency_s",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "ttft_s",
+    "tokens_per_s",
+    "chunks",
+)
+
+
+def run_columns(session_keys: tuple[str, ...] = DEFAULT_SESSION_KEYS) -> list[str]:
+    """The runs table's columns: :data:`RUN_COLUMNS`, then one per session key."""
+    return [*RUN_COLUMNS, *(key for key in session_keys if key not in RUN_COLUMNS)]
+
 
 _START_TYPES = {
     Kind.CHAIN_START: "chain",
@@ -87,17 +109,25 @@ class RunTable:
         # OrderedDict: evicting the oldest open run is O(1) (a dict's next(iter()) is not, once
         # many entries were popped from its front).
         self._open: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._streams: OrderedDict[str, list[Any]] = OrderedDict()  # run: [first, last, count]
         self._done = done
 
-    def observe(self, record: Record) -> dict[str, Any] | None:
+    def observe(
+        self, record: Record, session_keys: tuple[str, ...] = DEFAULT_SESSION_KEYS
+    ) -> dict[str, Any] | None:
         """Update the table with one record (in queue order); returns the row it finished."""
         kind = record.kind
         run = record.run_id
         if run is None:
             return None
         key = str(run)
+        if kind is Kind.LLM_NEW_TOKEN:  # a token of its own (stream_tokens="each")
+            if isinstance(record.fields, dict) and record.fields.get("token"):
+                self._token(key, record.event.time)  # not LangChain's closing empty chunk
+            return None
         if kind in _START_TYPES:
             parent = record.event.parent_run_id
+            metadata = record.metadata if isinstance(record.metadata, dict) else {}
             self._open[key] = {
                 "run_id": key,
                 "parent_run_id": str(parent) if parent is not None else None,
@@ -111,6 +141,12 @@ class RunTable:
                 "prompt_tokens": None,
                 "completion_tokens": None,
                 "total_tokens": None,
+                "ttft_s": None,
+                "tokens_per_s": None,
+                "chunks": None,
+                "tags": list(record.tags) or None,
+                "metadata": metadata or None,
+                **{k: _scalar(metadata.get(k)) for k in session_keys if k not in RUN_COLUMNS},
             }
             if len(self._open) > MAX_OPEN_RUNS:
                 self._done.extend([self._open.popitem(last=False)[1]])
@@ -137,8 +173,37 @@ class RunTable:
             row["prompt_tokens"], row["completion_tokens"], row["total_tokens"] = token_usage(
                 record.fields
             )
+        if kind in (Kind.LLM_END, Kind.LLM_ERROR):
+            self._streaming(row, key, record)
         self._done.extend([row])
         return row
+
+    def _token(self, key: str, when: float) -> None:
+        stream = self._streams.get(key)
+        if stream is None:
+            if len(self._streams) >= MAX_OPEN_RUNS:
+                self._streams.popitem(last=False)
+            self._streams[key] = [when, when, 1]
+        else:
+            stream[1] = when
+            stream[2] += 1
+
+    def _streaming(self, row: dict[str, Any], key: str, record: Record) -> None:
+        """Time to first token, tokens per second after it, and the chunk count of a run that
+        streamed: from its own token records, or from the figures its end record carries
+        (``stream_tokens="aggregate"``)."""
+        held = self._streams.pop(key, None)
+        streamed = record.fields.get("streamed") if isinstance(record.fields, dict) else None
+        if held is None and isinstance(streamed, dict) and streamed.get("first_token_time"):
+            held = [streamed["first_token_time"], streamed["last_token_time"], streamed["chunks"]]
+        if held is None:
+            return
+        first, last, count = held
+        row["chunks"] = count
+        if row["start_time"] is not None:
+            row["ttft_s"] = round(first - row["start_time"], 6)
+        if count > 1 and last > first:
+            row["tokens_per_s"] = round((count - 1) / (last - first), 3)
 
     def report(self, *, open_runs: bool = True) -> SessionTable:
         """The rows to report now: the finished runs, then (``open_runs``) the open ones.
@@ -157,7 +222,15 @@ class RunTable:
     def reset(self) -> None:
         """Forget everything (a new backend session)."""
         self._open.clear()
+        self._streams.clear()
         self._done.clear()
+
+
+def _scalar(value: Any) -> Any:
+    """A session key's value as a table cell (str, number or None)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
 
 
 def _serialized_name(fields: dict[str, Any]) -> str | None:

@@ -2,7 +2,10 @@
 per token (``stream_tokens="aggregate"``).
 
 A chat model streaming 500 tokens otherwise logs 500 records; most backends want the text and the
-count, which the end record now carries as ``fields["streamed"]``: ``{"tokens": n, "text": …}``.
+count, which the end record now carries as ``fields["streamed"]``: ``{"tokens": n, "text": …,
+"chunks": c, "first_token_time": t0, "last_token_time": t1}`` (the non-empty chunks, and the
+wall-clock times of the first and last of them: the runs table's time to first token and
+tokens per second).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ class TokenStreams:
         """No stream open."""
         self._open: OrderedDict[UUID | None, list[str]] = OrderedDict()
         self._chars: dict[UUID | None, int] = {}
+        # run: [first token's time, last token's time, non-empty chunks]
+        self._times: dict[UUID | None, list[float]] = {}
         self.absorbed = 0
         self.orphaned = 0
 
@@ -40,9 +45,17 @@ class TokenStreams:
                 oldest, held = self._open.popitem(last=False)
                 self.orphaned += len(held)
                 self._chars.pop(oldest, None)
+                self._times.pop(oldest, None)
             tokens = self._open[run] = []
             self._chars[run] = 0
         text = safe_str(token_of(event))
+        if text:  # LangChain ends a stream with an empty chunk: not a token of the answer
+            times = self._times.get(run)
+            if times is None:
+                self._times[run] = [event.time, event.time, 1]
+            else:
+                times[1] = event.time
+                times[2] += 1
         if self._chars[run] < MAX_TEXT:  # the count goes on, the text is clipped
             tokens.append(text)
             self._chars[run] += len(text)
@@ -58,5 +71,12 @@ class TokenStreams:
         run = record.run_id
         tokens = self._open.pop(run, None)
         self._chars.pop(run, None)
+        first, last, chunks = self._times.pop(run, (None, None, 0))
         if tokens is not None:
-            record.fields["streamed"] = {"tokens": len(tokens), "text": clip("".join(tokens))}
+            record.fields["streamed"] = {
+                "tokens": len(tokens),
+                "text": clip("".join(tokens)),
+                "chunks": chunks,
+                "first_token_time": first,
+                "last_token_time": last,
+            }

@@ -56,6 +56,7 @@ class DelegatingSink(Sink):
     async def open(self) -> None:
         """Open the real sink (with the row limit the pipeline gave this wrapper)."""
         self.inner.table_rows = self.table_rows
+        self.inner.session_keys = self.session_keys
         await self.inner.open()
 
     async def write(self, records: list[Record]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from workers.counters import Counters
 from workers.flush import FlushRequest
-from workers.options import DEFAULT_TABLE_ROWS
+from workers.options import DEFAULT_SESSION_KEYS, DEFAULT_TABLE_ROWS
 from workers.records import Record
 
 
@@ -36,6 +36,8 @@ class Sink(ABC):
     #: Set by the pipeline: a session table past this many rows is reported bounded, and
     #: written in full to a compressed file beside the report (workers.table_report).
     table_rows: int = DEFAULT_TABLE_ROWS
+    #: Set by the pipeline: the metadata keys that become columns of the runs table.
+    session_keys: tuple[str, ...] = DEFAULT_SESSION_KEYS
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Sink:
         """Remember the constructor's arguments, so :meth:`fresh` can build a twin."""

@@ -23,7 +23,7 @@ from workers.counters import Counters
 from workers.flush import FlushRequest
 from workers.records import Record
 from workers.rows.clearml import ClearMLRows, session_analysis, session_columns
-from workers.runs import RUN_COLUMNS, RunTable
+from workers.runs import LLM_RUN_FIGURES, RunTable, run_columns
 from workers.session import SessionStore
 from workers.sinks.archive_check import ArchiveError, verify_archive
 from workers.sinks.asset import snapshot_asset
@@ -123,7 +123,7 @@ class ClearMLSink(Sink):
         actions: list[dict[str, Any]] = []
         session: list[dict[str, Any]] = []
         for record in records:
-            finished = self.runs.observe(record)
+            finished = self.runs.observe(record, self.session_keys)
             if finished is not None and finished["run_type"] in ("llm", "chat_model"):
                 self._report_llm_run(finished)
             rows, pairs = self.rows.rows(record)
@@ -166,7 +166,7 @@ class ClearMLSink(Sink):
     def _report_llm_run(self, row: dict[str, Any]) -> None:
         """Latency and tokens of one LLM run as scalars over time (x: the LLM run's number)."""
         self._llm_runs += 1
-        for series in ("latency_s", "prompt_tokens", "completion_tokens", "total_tokens"):
+        for series in LLM_RUN_FIGURES:
             value = row[series]
             if value is not None:
                 self.logger.report_scalar("LLM runs", series, value, iteration=self._llm_runs)
@@ -233,9 +233,9 @@ class ClearMLSink(Sink):
         runs = bounded(
             self.runs.report(open_runs=open_runs),
             limit,
-            lambda rows: pd.DataFrame(rows, columns=list(RUN_COLUMNS)),
+            lambda rows: pd.DataFrame(rows, columns=run_columns(self.session_keys)),
             folder / file_name("Runs", series, ".csv.gz"),
-            lambda table: (list(RUN_COLUMNS), None),
+            lambda table: (run_columns(self.session_keys), None),
         )
         for title, report in (
             ("Action Records", actions),

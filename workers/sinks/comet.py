@@ -23,7 +23,7 @@ from workers.counters import Counters
 from workers.flush import FlushRequest
 from workers.records import Record
 from workers.rows.comet import CometRows, session_layout, session_table
-from workers.runs import RUN_COLUMNS, RunTable
+from workers.runs import LLM_RUN_FIGURES, RunTable, run_columns
 from workers.session import SessionStore
 from workers.sinks.archive_check import verify_archive
 from workers.sinks.asset import snapshot_asset
@@ -205,7 +205,7 @@ class CometSink(Sink):
         pairs: list[dict[str, Any]] = []
         texts: list[tuple[str, dict[str, Any], int]] = []
         for record in records:
-            finished = self.runs.observe(record)
+            finished = self.runs.observe(record, self.session_keys)
             if finished is not None and finished["run_type"] in ("llm", "chat_model"):
                 self._log_llm_run(experiment, finished)
             out = self.rows.build(record)
@@ -276,11 +276,7 @@ class CometSink(Sink):
     def _log_llm_run(self, experiment: Any, row: dict[str, Any]) -> None:
         """Latency and tokens of one LLM run as metrics over time (step: the LLM run's number)."""
         self._llm_runs += 1
-        values = {
-            name: row[name]
-            for name in ("latency_s", "prompt_tokens", "completion_tokens", "total_tokens")
-            if row[name] is not None
-        }
+        values = {name: row[name] for name in LLM_RUN_FIGURES if row[name] is not None}
         if values:
             experiment.log_metrics(values, prefix="llm_run", step=self._llm_runs)
 
@@ -339,9 +335,9 @@ class CometSink(Sink):
         runs = bounded(
             self.runs.report(open_runs=open_runs),
             limit,
-            lambda rows: pd.DataFrame(rows, columns=list(RUN_COLUMNS)),
+            lambda rows: pd.DataFrame(rows, columns=run_columns(self.session_keys)),
             folder / f"{runs_name}.gz",
-            lambda table: (list(RUN_COLUMNS), None),
+            lambda table: (run_columns(self.session_keys), None),
         )
         self._log_table(experiment, runs_name, runs)
         self._log_actions(experiment, f"langchain-action_records{suffix}.json")

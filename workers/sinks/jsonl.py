@@ -100,7 +100,7 @@ class JsonLinesSink(Sink):
         lines = []
         for record in records:
             self._counters.advance(record.kind)
-            self.runs.observe(record)
+            self.runs.observe(record, self.session_keys)
             lines.append(json.dumps(record_line(record), default=str) + "\n")
         self._file.write("".join(lines))
 
