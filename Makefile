@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Debian's Chromium renders the HTML report in tests/test_report.py (installed as root only).
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: demo test test-slow bench lint format clean
 
@@ -12,10 +14,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[all,test]"
 	touch $(STAMP)
 
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium (for the HTML report's browser test)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends chromium) >/dev/null; \
+	else \
+	  echo "chromium is not installed (it needs root and apt-get): tests/test_report.py needs it"; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/python -m tracker demo
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check tracker workers tests benchmarks
 	$(BIN)/python -m pytest -q
 

@@ -232,3 +232,6 @@ def test_demo_prints_its_configuration_and_flush_time(tmp_path: Path):
     assert config and "TrackerCallbackHandler" in config[0]
     assert "the flush after serving took" in done.stdout
     assert len(list(out.glob("*.zip"))) == 2
+    # It ends with the HTML report of what it logged.
+    assert f"report (open it in a browser): {(out / 'report.html').resolve()}" in done.stdout
+    assert "Run tree of trace" in (out / "report.html").read_text(encoding="utf-8")

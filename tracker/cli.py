@@ -51,6 +51,18 @@ def _replay(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _report(args: argparse.Namespace) -> int:
+    from tracker.report import write_report
+
+    try:
+        path = write_report([Path(p) for p in args.archives], Path(args.output), args.trace)
+    except (OSError, ValueError) as exc:
+        print(f"tracker report: {exc}", file=sys.stderr)
+        return 2
+    print(f"report written to {path.resolve()}")
+    return 0
+
+
 def _worker(args: argparse.Namespace) -> int:
     from tracker.worker_command import run_worker
 
@@ -63,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tracker",
         description="Log LangChain runs to ClearML or Comet without slowing them down. "
         "Commands: demo (serve chains logged to both backends), inspect (read archives), replay "
-        "(deliver a spool), worker (read a Redis stream into the backends).",
+        "(deliver a spool), report (an HTML page), worker (read a Redis stream into the backends).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log the tracker's steps")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="where an overflow spill (spool/overflow) goes; other spools name their backend",
     )
     replay.set_defaults(run=_replay)
+    report = commands.add_parser(
+        "report",
+        help="one self-contained HTML report (runs, latency, tokens, errors, a run tree)",
+        description="Write one HTML file, readable offline, from offline archives (ours or "
+        "the langchain_community handlers') and JSON-lines files.",
+    )
+    report.add_argument("archives", nargs="+", help="archive files (.zip or .jsonl)")
+    report.add_argument("-o", "--output", default="report.html", help="the HTML file")
+    report.add_argument("--trace", default=None, help="the run id whose tree to draw")
+    report.set_defaults(run=_report)
     worker = commands.add_parser(
         "worker",
         help="a tracker worker: read a Redis stream (consumer group) into ClearML/Comet/JSON lines",

@@ -161,6 +161,7 @@ class DemoReport:
     skipped: dict[str, int]
     archives: dict[str, Path]
     errors: list[str]
+    report: Path | None = None
 
 
 #: The demo's one handler: what we recommend for serving, every feature on.
@@ -253,6 +254,12 @@ async def run_demo(
     started = time.perf_counter()
     result = await _flush_with_progress(handler)
     flushed = time.perf_counter() - started
+    archives = handler.archive_paths
+    page = None
+    if archives:
+        from tracker.report import write_report
+
+        page = write_report(list(archives.values()), offline_dir / "report.html")
     return DemoReport(
         chains=chains,
         config=config,
@@ -260,8 +267,9 @@ async def run_demo(
         flush_seconds=flushed,
         stats=handler.stats(),
         skipped=result.skipped,
-        archives=handler.archive_paths,
+        archives=archives,
         errors=list(result.errors),
+        report=page,
     )
 
 
@@ -290,5 +298,7 @@ def print_report(report: DemoReport) -> None:
         )
     if report.archives.get("comet"):
         print(f"  Comet:   comet upload {report.archives['comet']}")
+    if report.report is not None:
+        print(f"report (open it in a browser): {report.report.resolve()}")
     for error in report.errors:
         print(f"error: {error}", file=sys.stderr)
