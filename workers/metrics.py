@@ -592,7 +592,15 @@ class Analyzer:
         if self.local_only or len(strings) < self.fan_out_at:
             return await anyio.to_thread.run_sync(func, strings, *args, limiter=_local_limiter())
         self.fanned_out += 1
-        return await self._run_chunks(func, _split(strings, self.processes), *args)
+        try:
+            return await self._run_chunks(func, _split(strings, self.processes), *args)
+        except (OSError, anyio.BrokenWorkerProcess) as exc:
+            # A metric process that could not start (seen: EFAULT from the kernel's vfork under
+            # load) must not cost the batch its metrics: this call runs here instead.
+            if not self._start_failure_logged:
+                self._start_failure_logged = True
+                logger.warning("a metrics process failed (%r); computing in a thread", exc)
+            return await anyio.to_thread.run_sync(func, strings, *args, limiter=_local_limiter())
 
     async def complexity(self, texts: Sequence[object]) -> list[dict[str, object]]:
         """Run :func:`complexity` over ``texts`` in worker processes; same result, same order."""

@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -65,8 +66,9 @@ def _langchain_version() -> str:
         return "unknown"
 
 
-#: The experiments this module created (see CometSink._open).
+#: The experiments this module created (see CometSink._open), and the lock creating them.
 _OURS: weakref.WeakSet[Any] = weakref.WeakSet()
+_OPENING = threading.Lock()
 
 
 class CometSink(Sink):
@@ -148,8 +150,14 @@ class CometSink(Sink):
         # comet_ml ends the process's previous experiment when a new one starts. One tracker
         # worker serves every handler of an application, so several of our experiments share
         # its process: ours must not end each other (a user's is still ended, as the seed does).
-        if get_global_experiment() in _OURS:
-            set_global_experiment(None)
+        # Sinks open concurrently: one at a time here, or two could both see no experiment and
+        # the second would end the first.
+        with _OPENING:
+            if get_global_experiment() in _OURS:
+                set_global_experiment(None)
+            self._create(comet_ml)
+
+    def _create(self, comet_ml: Any) -> None:
         if self.offline:
             self.offline_dir.mkdir(parents=True, exist_ok=True)
             experiment = comet_ml.OfflineExperiment(
