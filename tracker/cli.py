@@ -25,7 +25,7 @@ def _inspect(args: argparse.Namespace) -> int:
     status = 0
     for path in args.archives:
         try:
-            print(summarize(path))
+            print(summarize(path, trace=args.trace))
         except (OSError, ValueError) as exc:
             print(f"tracker inspect: {path}: {exc}", file=sys.stderr)
             status = 2
@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
         "files.",
     )
     inspect.add_argument("archives", nargs="+", help="archive files (.zip or .jsonl)")
+    inspect.add_argument(
+        "--trace", default=None, help="also draw a trace's run tree: a root run id, or 'slowest'"
+    )
     inspect.set_defaults(run=_inspect)
     replay = commands.add_parser(
         "replay",

@@ -16,15 +16,61 @@ import pandas as pd
 from tracker.archive import ClearMLArchive, CometArchive, read_archive
 
 
-def summarize(path: str | Path) -> str:
-    """The summary of the archive at ``path`` (raises ValueError if it is not one)."""
+def summarize(path: str | Path, trace: str | None = None) -> str:
+    """The summary of the archive at ``path`` (raises ValueError if it is not one).
+
+    ``trace``: also draw that trace's run tree (a root run id, or ``"slowest"``).
+    """
     path = Path(path)
     if path.suffix == ".jsonl":
-        return _summarize_jsonl(path)
-    archive = read_archive(path)
-    if isinstance(archive, ClearMLArchive):
-        return _summarize_clearml(path, archive)
-    return _summarize_comet(path, archive)
+        lines, runs = _summarize_jsonl(path)
+    else:
+        archive = read_archive(path)
+        if isinstance(archive, ClearMLArchive):
+            lines, runs = _summarize_clearml(path, archive)
+        else:
+            lines, runs = _summarize_comet(path, archive)
+    if trace is not None:
+        lines += _section("trace", tree(runs, trace))
+    return "\n".join(lines)
+
+
+def tree(runs: pd.DataFrame | None, trace: str) -> list[str]:
+    """One trace as an indented tree: each run's name, type, graph node, latency and status."""
+    if runs is None or runs.empty:
+        return ["(no runs table in this archive)"]
+    frame = runs.drop_duplicates("run_id", keep="last")
+    parent = frame["parent_run_id"].astype(str)
+    roots = frame[frame["parent_run_id"].isna() | parent.isin(["None", "nan", ""])]
+    if trace == "slowest":
+        latency = pd.to_numeric(roots["latency_s"], errors="coerce")
+        if latency.notna().sum() == 0:
+            return ["(no finished trace)"]
+        trace = str(roots.loc[latency.idxmax(), "run_id"])
+    by_id = {str(row["run_id"]): row for _, row in frame.iterrows()}
+    if trace not in by_id:
+        return [f"(no run {trace} in this archive)"]
+    children: dict[str, list[str]] = {}
+    for run_id, row in by_id.items():
+        children.setdefault(str(row["parent_run_id"]), []).append(run_id)
+    lines: list[str] = []
+
+    def walk(run_id: str, depth: int) -> None:
+        row = by_id[run_id]
+        node = row.get("node")
+        where = f" [node {node}]" if isinstance(node, str) and node else ""
+        latency = pd.to_numeric(row.get("latency_s"), errors="coerce")
+        took = f"{latency:.3f}s" if pd.notna(latency) else "?"
+        lines.append(
+            f"{'  ' * depth}{row.get('name')} ({row.get('run_type')}){where} {took} "
+            f"{row.get('status')}"
+        )
+        kids = children.get(run_id, [])
+        for child in sorted(kids, key=lambda r: float(by_id[r].get("start_time") or 0)):
+            walk(child, depth + 1)
+
+    walk(trace, 0)
+    return lines
 
 
 def _section(title: str, lines: list[str]) -> list[str]:
@@ -76,7 +122,9 @@ def _media(items: list[dict[str, Any]]) -> list[str]:
     return [f"{title}: {count} samples" for title, count in counts.most_common()]
 
 
-def _summarize_clearml(path: Path, archive: ClearMLArchive) -> str:
+def _summarize_clearml(
+    path: Path, archive: ClearMLArchive
+) -> tuple[list[str], pd.DataFrame | None]:
     tables = archive.tables()
     task = archive.task or {}
     actions: Counter[str] = Counter()
@@ -89,6 +137,8 @@ def _summarize_clearml(path: Path, archive: ClearMLArchive) -> str:
             if line.startswith("{'action': '"):
                 actions[line.split("'")[3]] += 1
     scalars = Counter(f"{s['title']}/{s['series']}" for s in archive.scalars())
+    series = [name for name, _ in archive.table_parts("Action Records")]
+    flushes = sum(1 for name in series if not name.startswith("part "))
     lines = [
         f"ClearML offline session {path.name}",
         f"task: {task.get('name')!r} (project {task.get('project_name', task.get('project'))!r}, "
@@ -106,11 +156,12 @@ def _summarize_clearml(path: Path, archive: ClearMLArchive) -> str:
         *_section("scalars", [f"{name}: {n} points" for name, n in scalars.most_common()]),
         *_section("media", _media(archive.media())),
         f"console lines: {len(archive.text_lines())}",
+        f"flushes: {flushes} (and {len(series) - flushes} rotations)",
     ]
-    return "\n".join(lines)
+    return lines, runs
 
 
-def _summarize_comet(path: Path, archive: CometArchive) -> str:
+def _summarize_comet(path: Path, archive: CometArchive) -> tuple[list[str], pd.DataFrame | None]:
     assets = archive.assets()
     actions: Counter[str] = Counter()
     records = archive.action_records()
@@ -122,20 +173,28 @@ def _summarize_comet(path: Path, archive: CometArchive) -> str:
     metrics = Counter(str(m.get("metricName", m.get("name"))) for m in archive.metrics())
     texts = archive.texts()
     samples = len(archive.samples())
+    runs = _whole(archive.table_parts("langchain-runs"))
+    uploads = [
+        str((u.get("additional_params") or {}).get("fileName") or u.get("file_path"))
+        for u in archive.uploads("asset")
+    ]
+    flushes = uploads.count("langchain-action_records.json")
+    rotations = sum(1 for n in uploads if n.startswith("langchain-action_records.part"))
     lines = [
         f"Comet offline experiment {path.name}",
         f"tags: {', '.join(archive.tags()) or '(none)'}",
-        *_section("runs", _runs(_whole(archive.table_parts("langchain-runs")))),
+        *_section("runs", _runs(runs)),
         *_section("events by kind", _kinds(actions)),
         *_section("tables", [f"{n}: {len(f)} rows x {len(f.columns)}" for n, f in tables.items()]),
         *_section("metrics", [f"{name}: {n} points" for name, n in metrics.most_common(20)]),
         *_section("assets", sorted(assets)),
         f"texts: {len(texts)}" + (f" in {samples} shared samples" if samples < len(texts) else ""),
+        f"flushes: {flushes} (and {rotations} rotations)",
     ]
-    return "\n".join(lines)
+    return lines, runs
 
 
-def _summarize_jsonl(path: Path) -> str:
+def _summarize_jsonl(path: Path) -> tuple[list[str], pd.DataFrame | None]:
     kinds: Counter[str] = Counter()
     runs: list[dict[str, Any]] = []
     flushes = 0
@@ -151,11 +210,10 @@ def _summarize_jsonl(path: Path) -> str:
     frame = pd.DataFrame(runs) if runs else None
     if frame is not None:
         frame = frame.drop_duplicates("run_id", keep="last")  # open runs repeat per flush
-    return "\n".join(
-        [
-            f"JSON-lines session {path.name}",
-            *_section("runs", _runs(frame)),
-            *_section("events by kind", _kinds(kinds)),
-            f"flushes: {flushes}",
-        ]
-    )
+    lines = [
+        f"JSON-lines session {path.name}",
+        *_section("runs", _runs(frame)),
+        *_section("events by kind", _kinds(kinds)),
+        f"flushes: {flushes}",
+    ]
+    return lines, frame

@@ -44,6 +44,8 @@ class Kind(str, Enum):
 
 
 _CONTROL = frozenset({Kind.FLUSH, Kind.RESET})
+#: The callbacks that end a run with an error.
+RUN_ERRORS = frozenset({Kind.LLM_ERROR, Kind.CHAIN_ERROR, Kind.TOOL_ERROR, Kind.RETRIEVER_ERROR})
 #: The callbacks that start a run, and those that end one (with an error or not).
 RUN_STARTS = frozenset(
     {Kind.CHAIN_START, Kind.LLM_START, Kind.CHAT_MODEL_START, Kind.TOOL_START, Kind.RETRIEVER_START}

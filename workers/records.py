@@ -7,6 +7,7 @@ payload that cannot be read becomes a ``repr`` and the Record is marked ``degrad
 from __future__ import annotations
 
 import itertools
+import json as _json
 import logging
 import traceback
 from collections.abc import Mapping
@@ -226,6 +227,38 @@ def _usage(gen: Any, budget: Budget) -> dict[str, Any] | None:
     return converted if isinstance(converted, dict) else None
 
 
+def _tool_calls(gen: Any, budget: Budget) -> list[dict[str, Any]] | None:
+    """A chat generation's tool calls (``message.tool_calls``: name, args, id), if any."""
+    calls = _attr(_attr(gen, "message"), "tool_calls")
+    if not calls:
+        return None
+    out = []
+    for call in _items(calls):
+        converted = to_jsonable(call, budget=budget)
+        if isinstance(converted, dict):
+            out.append({key: converted.get(key) for key in ("name", "args", "id")})
+    return out or None
+
+
+def generation_outputs(fields: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """An LLM end's generations, each with its tool calls as its ``text`` when it has none.
+
+    A tool-calling turn's text is empty: its output is the decision, the calls' name, args
+    and id (as JSON), in the seed-shaped tables and the runs table alike.
+    """
+    calls = fields.get("tool_calls") or []
+    out = []
+    for p, gens in enumerate(fields.get("generations") or []):
+        row = []
+        for g, gen in enumerate(gens if isinstance(gens, list) else []):
+            found = calls[p][g] if p < len(calls) and g < len(calls[p] or []) else None
+            if isinstance(gen, dict) and not gen.get("text") and found:
+                gen = {**gen, "text": _json.dumps(found, default=str)}
+            row.append(gen)
+        out.append(row)
+    return out
+
+
 def _generation(gen: Any, budget: Budget) -> dict[str, Any]:
     dump = getattr(type(gen), "model_dump", None)
     dumped: Any = None
@@ -293,6 +326,8 @@ def _fields(event: Event, budget: Budget) -> dict[str, Any]:
             # Apart from the generations, whose rows stay the seeds': ChatGeneration declares
             # ``message: BaseMessage``, so its dump drops an AIMessage's usage_metadata.
             "usage": [[_usage(g, budget) for g in gens] for gens in generations],
+            # An AIMessage's tool calls are dropped by the same dump: the model's decision.
+            "tool_calls": [[_tool_calls(g, budget) for g in gens] for gens in generations],
         }
     if kind in (Kind.LLM_ERROR, Kind.CHAIN_ERROR, Kind.TOOL_ERROR, Kind.RETRIEVER_ERROR):
         return _error(data[0], budget)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from workers.event import Kind
+from workers.event import RUN_ERRORS, Kind
 from workers.options import DEFAULT_SESSION_KEYS
-from workers.records import Record
+from workers.records import Record, generation_outputs
 from workers.session import SessionTable
 
 #: The table's columns, in order.
@@ -33,9 +33,14 @@ RUN_COLUMNS = (
     "ttft_s",
     "tokens_per_s",
     "chunks",
+    "node",
+    "graph_step",
+    "output",
     "tags",
     "metadata",
 )
+#: Characters of a run's output kept in the runs table (LLM and tool runs).
+OUTPUT_CHARS = 1_000
 #: The figures of each LLM run the sinks also log as scalars over time.
 LLM_RUN_FIGURES = (
     "latency_s",
@@ -61,7 +66,6 @@ _START_TYPES = {
     Kind.RETRIEVER_START: "retriever",
 }
 _ENDS = frozenset({Kind.CHAIN_END, Kind.LLM_END, Kind.TOOL_END, Kind.RETRIEVER_END})
-_ERRORS = frozenset({Kind.CHAIN_ERROR, Kind.LLM_ERROR, Kind.TOOL_ERROR, Kind.RETRIEVER_ERROR})
 #: Runs still open after this many newer runs started are reported and forgotten (a run whose
 #: end never came must not hold memory for ever).
 MAX_OPEN_RUNS = 10_000
@@ -144,6 +148,10 @@ class RunTable:
                 "ttft_s": None,
                 "tokens_per_s": None,
                 "chunks": None,
+                # LangGraph marks each node's run (and the runs inside it) in its metadata.
+                "node": _scalar(metadata.get("langgraph_node")),
+                "graph_step": _scalar(metadata.get("langgraph_step")),
+                "output": None,
                 "tags": list(record.tags) or None,
                 "metadata": metadata or None,
                 **{k: _scalar(metadata.get(k)) for k in session_keys if k not in RUN_COLUMNS},
@@ -151,7 +159,7 @@ class RunTable:
             if len(self._open) > MAX_OPEN_RUNS:
                 self._done.extend([self._open.popitem(last=False)[1]])
             return None
-        if kind not in _ENDS and kind not in _ERRORS:
+        if kind not in _ENDS and kind not in RUN_ERRORS:
             return None
         row = self._open.pop(key, None)
         if row is None:  # started before the table was last taken, or never announced
@@ -163,7 +171,7 @@ class RunTable:
         row["end_time"] = end
         if row["start_time"] is not None:
             row["latency_s"] = round(end - row["start_time"], 6)
-        if kind in _ERRORS:
+        if kind in RUN_ERRORS:
             row["status"] = "error"
             fields = record.fields
             row["error"] = f"{fields.get('error_type', 'Error')}: {fields.get('error')}"
@@ -173,6 +181,10 @@ class RunTable:
             row["prompt_tokens"], row["completion_tokens"], row["total_tokens"] = token_usage(
                 record.fields
             )
+            outputs = [g.get("text") for gens in generation_outputs(record.fields) for g in gens]
+            row["output"] = _clip(outputs[0]) if outputs else None
+        elif kind is Kind.TOOL_END:
+            row["output"] = _clip(record.fields.get("output"))
         if kind in (Kind.LLM_END, Kind.LLM_ERROR):
             self._streaming(row, key, record)
         self._done.extend([row])
@@ -224,6 +236,13 @@ class RunTable:
         self._open.clear()
         self._streams.clear()
         self._done.clear()
+
+
+def _clip(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else str(value)
+    return text if len(text) <= OUTPUT_CHARS else text[: OUTPUT_CHARS - 1] + "…"
 
 
 def _scalar(value: Any) -> Any:

@@ -24,7 +24,7 @@ from typing import Any
 from uuid import UUID
 
 from workers import wire
-from workers.event import Event, Kind
+from workers.event import RUN_ERRORS, Event, Kind
 from workers.records import (
     COUNTERS_KEY,
     KIND_BY_VALUE,
@@ -36,7 +36,6 @@ from workers.records import (
 
 #: The keyword arguments the records are built from (workers.records); the rest stays here.
 _KEPT = ("name", "tags", "metadata", "inputs", COUNTERS_KEY)
-_ERRORS = frozenset({Kind.LLM_ERROR, Kind.CHAIN_ERROR, Kind.TOOL_ERROR, Kind.RETRIEVER_ERROR})
 _TOKEN = Kind.LLM_NEW_TOKEN
 
 #: An item is an event tuple (:func:`event_item`) or ``(RECORD, wire record)``.
@@ -84,7 +83,7 @@ def encode(events: list[Event], enrich: Enrich | None = None) -> bytes:
     items: list[Any] = []
     for event in events:
         kind = event.kind
-        if kind in _ERRORS or (enrich is not None and kind is Kind.LLM_END):
+        if kind in RUN_ERRORS or (enrich is not None and kind is Kind.LLM_END):
             items.append(_record_item(event, enrich))
         else:
             items.append(event_item(event))

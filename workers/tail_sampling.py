@@ -17,12 +17,11 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from workers.event import RUN_ENDS, RUN_STARTS, Kind
+from workers.event import RUN_ENDS, RUN_ERRORS, RUN_STARTS
 from workers.records import Record
 from workers.sampling import keeps
 
 OPEN_TRACE_POLICIES = ("keep", "drop")
-_ERRORS = frozenset({Kind.CHAIN_ERROR, Kind.LLM_ERROR, Kind.TOOL_ERROR, Kind.RETRIEVER_ERROR})
 MAX_REMEMBERED_RUNS = 100_000
 
 
@@ -81,7 +80,7 @@ class TailSampler:
                 return [record]  # its trace was decided already (a late event): as it comes
             trace = self._open[root] = _Trace(start=record.event.time)
         trace.records.append(record)
-        trace.failed = trace.failed or kind in _ERRORS
+        trace.failed = trace.failed or kind in RUN_ERRORS
         self.held += 1
         if run == root and kind in RUN_ENDS:
             return self._decide(root, record.event.time)

@@ -15,10 +15,10 @@ from typing import Any
 import pandas as pd
 
 from workers.counters import Counters, source_or_replayed
-from workers.event import Kind
+from workers.event import RUN_ENDS, RUN_ERRORS, RUN_STARTS, Kind
 from workers.metrics import COMPLEXITY_METRICS
-from workers.records import Record
-from workers.rows.pairing import PromptBook
+from workers.records import Record, generation_outputs
+from workers.rows.pairing import PromptBook, RunNames
 from workers.sanitize import flatten
 from workers.table_report import ordered_columns
 
@@ -38,6 +38,7 @@ class ClearMLRows:
         """Fresh counters and no pending prompts."""
         self.counters = Counters()
         self.prompts = PromptBook()
+        self.names = RunNames()
 
     def reset(self) -> None:
         """The seed's ``reset_callback_meta``."""
@@ -61,6 +62,7 @@ class ClearMLRows:
         self, record: Record, meta: dict[str, int]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         kind, f = record.kind, record.fields
+        remember_name(self.names, record)
         if record.degraded:
             return [{"action": kind.value, **f, **meta}], []
         if kind in (Kind.LLM_START, Kind.CHAT_MODEL_START):
@@ -92,12 +94,11 @@ class ClearMLRows:
         if kind is Kind.AGENT_ACTION:
             row = {"action": "on_agent_action", "tool": f["tool"], "tool_input": f["tool_input"]}
             return [{**row, "log": f["log"], **meta}], []
-        if kind in (Kind.LLM_ERROR, Kind.CHAIN_ERROR, Kind.TOOL_ERROR, Kind.RETRIEVER_ERROR):
+        if kind in RUN_ERRORS:
             if kind is Kind.LLM_ERROR:
                 self.prompts.pop(record.run_id)
-            # The seed only counts errors; a row says what failed.
-            row = {"action": kind.value, "error_type": f["error_type"], "error": f["error"]}
-            return [{**row, **meta}], []
+            # The seed only counts errors; a row says what failed, where and how.
+            return [{**error_row(record, self.names), **meta}], []
         # Callbacks the seed ignores (retriever, retry, custom events): logged, not counted.
         return [{"action": kind.value, **flatten(_scalarish(f)), **meta}], []
 
@@ -111,7 +112,7 @@ class ClearMLRows:
         rows: list[dict[str, Any]] = []
         session: list[dict[str, Any]] = []
         index = 0
-        for prompt_idx, gens in enumerate(f["generations"]):
+        for prompt_idx, gens in enumerate(generation_outputs(f)):
             for gen in gens:
                 row = {**base, **flatten(gen)}
                 if index < len(complexity):
@@ -148,6 +149,30 @@ def fallback_row(record: Record, meta: dict[str, int], exc: Exception) -> dict[s
     except Exception:
         flat = {}
     return {"action": record.kind.value, **flat, "row_error": f"{type(exc).__name__}", **meta}
+
+
+def remember_name(names: RunNames, record: Record) -> None:
+    """Note a starting run's name (shared with the Comet rows), for the row of its error."""
+    if record.kind in RUN_STARTS and record.run_id is not None:
+        serialized = record.fields.get("serialized") if isinstance(record.fields, dict) else None
+        named = serialized.get("name") if isinstance(serialized, dict) else None
+        names.add(record.run_id, record.name or named)
+    elif record.kind in RUN_ENDS and record.kind not in RUN_ERRORS:
+        names.pop(record.run_id)
+
+
+def error_row(record: Record, names: RunNames) -> dict[str, Any]:
+    """An error's row (shared with the Comet rows): type, message, the failing run's name and
+    id, and the traceback (the seeds only count errors)."""
+    f = record.fields
+    return {
+        "action": record.kind.value,
+        "error_type": f["error_type"],
+        "error": f["error"],
+        "name": record.name or names.name(record.run_id),
+        "run_id": str(record.run_id) if record.run_id is not None else None,
+        "traceback": f.get("traceback"),
+    }
 
 
 def empty_row(record: Record, meta: dict[str, int]) -> dict[str, Any]:

@@ -18,10 +18,10 @@ from typing import Any
 import pandas as pd
 
 from workers.counters import Counters, source_or_replayed
-from workers.event import Kind
-from workers.records import Record
-from workers.rows.clearml import empty_row, fallback_row
-from workers.rows.pairing import PromptBook
+from workers.event import RUN_ERRORS, Kind
+from workers.records import Record, generation_outputs
+from workers.rows.clearml import empty_row, error_row, fallback_row, remember_name
+from workers.rows.pairing import PromptBook, RunNames
 from workers.rows.summary import describe
 from workers.sanitize import flatten, to_jsonable
 
@@ -53,6 +53,7 @@ class CometRows:
         """``custom_metrics(generation, prompt_idx, gen_idx) -> dict``, as the seed takes."""
         self.counters = Counters()
         self.prompts = PromptBook()
+        self.names = RunNames()
         self.custom_metrics = custom_metrics
 
     def reset(self) -> None:
@@ -78,6 +79,7 @@ class CometRows:
         kind, f = record.kind, record.fields
         step = meta["step"]
         out = CometOutput()
+        remember_name(self.names, record)
         if record.degraded:
             out.rows.append({"action": kind.value, **meta, **f})
             return out
@@ -126,12 +128,11 @@ class CometRows:
             row["tool_input"] = tool_input
             out.rows.append(row)
             out.texts.append((tool_input, row, step))
-        elif kind in (Kind.LLM_ERROR, Kind.CHAIN_ERROR, Kind.TOOL_ERROR, Kind.RETRIEVER_ERROR):
+        elif kind in RUN_ERRORS:
             if kind is Kind.LLM_ERROR:
                 self.prompts.pop(record.run_id)
-            # The seed only counts errors; a row says what failed.
-            row = {"action": kind.value, "error_type": f["error_type"], "error": f["error"]}
-            out.rows.append({**row, **meta})
+            # The seed only counts errors; a row says what failed, where and how.
+            out.rows.append({**error_row(record, self.names), **meta})
         else:  # retriever, retry, custom events: the seed ignores them; logged, not counted
             fields = {k: v for k, v in f.items() if k != "serialized"}
             out.rows.append({"action": kind.value, **flatten(fields), **meta})
@@ -149,7 +150,7 @@ class CometRows:
         complexity_rows: list[dict[str, Any]] = []
         custom_rows: list[dict[str, Any]] = []
         index = 0
-        for prompt_idx, gens in enumerate(f["generations"]):
+        for prompt_idx, gens in enumerate(generation_outputs(f)):
             for gen_idx, gen in enumerate(gens):
                 row = {**base, **flatten(gen)}
                 if index < len(complexity) and complexity[index]:

@@ -31,3 +31,13 @@ class PromptBook:
     def pop(self, run_id: UUID | None) -> Any:
         """What ``run_id`` started with (forgetting it), or None if unknown."""
         return self._open.pop(run_id, None)
+
+
+class RunNames(PromptBook):
+    """Each open run's name, from its start, for the rows of its error (whose callback carries
+    no name): the same bounded book, keyed by run id."""
+
+    def name(self, run_id: UUID | None) -> str | None:
+        """The run's name (forgetting it), or None if unknown."""
+        held = self.pop(run_id)
+        return held[0] if held else None

@@ -1,0 +1,108 @@
+"""LangGraph agents (issue 15): a ReAct agent through ``ainvoke``, ``astream`` and
+``astream_events``, into ClearML, Comet and JSON lines; every backend's archive holds the run
+tree, the tokens, the tool errors with their tracebacks and run ids, the thread ids and the
+graph nodes, and the model's tool-call decisions as its output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from tests.langgraph_agent import USAGE, agent
+from tracker import TrackerCallbackHandler, sinks
+from tracker.archive import read_clearml_archive, read_comet_archive
+from tracker.inspect_archive import summarize
+
+SESSIONS = 9  # every third one asks the fragile tool, which fails the session
+
+
+async def run_sessions(handler: Any, mode: str) -> int:
+    graph = agent()
+
+    async def one(i: int) -> bool:
+        question = f"please fail {i}" if i % 3 == 2 else f"what is {i}?"
+        config = {"configurable": {"thread_id": f"thread-{i}"}, "callbacks": [handler]}
+        inputs = {"messages": [("human", question)]}
+        try:
+            if mode == "ainvoke":
+                await graph.ainvoke(inputs, config=config)
+            elif mode == "astream":
+                async for _ in graph.astream(inputs, config=config, stream_mode="updates"):
+                    pass
+            else:
+                async for _ in graph.astream_events(inputs, config=config, version="v2"):
+                    pass
+        except RuntimeError:
+            return False
+        return True
+
+    results = await asyncio.gather(*(one(i) for i in range(SESSIONS)))
+    return sum(1 for ok in results if not ok)
+
+
+def check_runs(runs: pd.DataFrame, failed: int) -> None:
+    ids = set(runs["run_id"].astype(str))
+    parents = runs["parent_run_id"].dropna().astype(str)
+    parents = parents[~parents.isin(["None", "nan", ""])]
+    assert set(parents) <= ids, "a run's parent is missing"  # no dangling parents
+    roots = runs[runs["parent_run_id"].isna() | runs["parent_run_id"].astype(str).isin(["None"])]
+    assert len(roots) == SESSIONS  # one root per invocation
+    assert set(roots["thread_id"].astype(str)) == {f"thread-{i}" for i in range(SESSIONS)}
+    nodes = set(runs["node"].dropna().astype(str))
+    assert {"agent", "tools"} <= nodes, nodes
+    chat = runs[runs["run_type"] == "chat_model"]
+    ok = SESSIONS - failed
+    assert len(chat) == 2 * ok + failed  # a tool call, then the answer; failed: the call only
+    assert chat["total_tokens"].astype(float).sum() == len(chat) * USAGE["total_tokens"]
+    decisions = chat[chat["output"].astype(str).str.contains('"name": "lookup"')]
+    assert len(decisions) == ok  # the tool-call decision is the empty-text turn's output
+    tools = runs[runs["run_type"] == "tool"]
+    assert sorted(tools["status"]) == ["error"] * failed + ["ok"] * ok
+
+
+def error_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if str(r.get("action")) == "on_tool_error"]
+
+
+@pytest.mark.parametrize("mode", ["ainvoke", "astream", "astream_events"])
+def test_a_react_agent_in_every_backend(offline_dir: Path, mode: str):
+    handler = TrackerCallbackHandler(
+        [
+            sinks.clearml(task_name=f"agent {mode}", offline_dir=offline_dir),
+            sinks.comet(name=f"agent {mode}", offline_dir=offline_dir),
+            sinks.jsonl(offline_dir),
+        ],
+        offline_dir=offline_dir,
+    )
+    failed = asyncio.run(run_sessions(handler, mode))
+    assert failed == SESSIONS // 3
+    result = handler.flush_tracker(name="s", finish=True, timeout=120)
+    assert result.ok, result
+    stats = handler.stats()
+    assert stats["enqueued"] == stats["processed"] and stats["dropped"] == 0, stats
+    paths = handler.archive_paths
+
+    clearml = read_clearml_archive(paths["clearml"])
+    check_runs(clearml.tables()[("Runs", "s")], failed)
+    rows = clearml.tables()[("Action Records", "s")].to_dict("records")
+    comet = read_comet_archive(paths["comet"])
+    check_runs(comet.tables()["langchain-runs.csv"], failed)
+    for errors in (error_rows(rows), error_rows(comet.action_records())):
+        assert len(errors) == failed
+        for row in errors:  # the traceback, the failing tool's name and run id
+            assert "Traceback" in row["traceback"] and "fragile tool broke" in row["traceback"]
+            assert row["name"] == "fragile" and row["run_id"]
+    session = comet.tables()["langchain-llm-session.csv"]
+    assert session["text"].astype(str).str.contains('"name": "lookup"').sum() == SESSIONS - failed
+
+    lines = [json.loads(line) for line in paths["jsonl"].open()]
+    runs = pd.DataFrame([r for line in lines if line["type"] == "runs" for r in line["runs"]])
+    check_runs(runs, failed)
+    tree = summarize(paths["clearml"], trace="slowest").split("trace:")[1]
+    assert "[node agent]" in tree and "[node tools]" in tree, tree  # nodes named
+    assert "(tool)" in tree and "(chat_model)" in tree, tree  # the tools and the model
