@@ -93,3 +93,29 @@ def test_interpreter_exit_drains_and_writes_archives(tmp_path: Path):
     assert len(lines) == 300
     texts = [t for t, _ in read_comet_archive(comet_zip).texts()]
     assert texts == [f"line {i}" for i in range(300)]
+
+
+class _Route:
+    """A user's object nested in a chain's outputs (as LangGraph's ``Send`` is)."""
+
+    def __init__(self) -> None:
+        self.node = "tools"
+        self.arg = {"query": "q"}
+
+    def __repr__(self) -> str:
+        return f"_Route(node={self.node!r})"
+
+
+def test_a_nested_object_the_worker_may_not_import_crosses_as_its_plain_data():
+    import uuid
+
+    from workers import snapshot
+    from workers.event import Event, Kind
+    from workers.records import convert
+
+    outputs = {"routes": [_Route(), _Route()], "answer": "ok"}
+    event = Event(Kind.CHAIN_END, 1, 0.0, uuid.uuid4(), None, (outputs,), {"name": "router"})
+    data = snapshot.encode([event])
+    assert b"test_workers" not in data  # the user's module is never named to the worker
+    (crossed,) = snapshot.decode(data)
+    assert convert(crossed).fields == convert(event).fields  # what the app would have made

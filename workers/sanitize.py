@@ -143,6 +143,25 @@ def _is_secret(value: object) -> bool:
     return "Secret" in cls.__name__ and cls.__module__.startswith("pydantic")
 
 
+class Converted:
+    """Plain data standing in for an object the tracker worker may not import.
+
+    :mod:`workers.wire` puts one in place of such an object, nested in an event's payload,
+    when it pickles a batch: the object is converted (:func:`to_jsonable`) where it lives, in
+    the application, and the batch pickles in one pass. :func:`to_jsonable` returns the data.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: Any) -> None:
+        """Hold ``data`` (already JSON-safe)."""
+        self.data = data
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the data it holds."""
+        return (Converted, (self.data,))
+
+
 def to_jsonable(
     value: Any,
     _depth: int = 0,
@@ -174,6 +193,8 @@ def _convert(value: Any, depth: int, seen: frozenset[int], budget: Budget) -> An
         return value
     if cls is str:
         return budget.text(encodable(value))
+    if cls is Converted:
+        return _convert(value.data, depth, seen, budget)
     if cls is int:
         return value if value.bit_length() <= _INT_BITS else _int_text(value)
     if isinstance(value, bool):  # pragma: no cover - bool cannot be subclassed

@@ -10,9 +10,10 @@ Three kinds of event are converted here instead (:func:`workers.records.convert`
 raises), and cross as finished records:
 
 - errors: the traceback is read from the live exception (it does not pickle);
-- events carrying objects the worker may not import (the user's classes, closures; see
-  :mod:`workers.wire`), or that fail to pickle (a hostile ``__reduce__``, a dict changed while
-  it was read);
+- events whose payload is an object the worker may not import (the user's classes, closures;
+  see :mod:`workers.wire`: one nested inside a payload, such as LangGraph's ``Send`` in a
+  chain's outputs, goes as its plain data instead, in the same single pickling pass), or that
+  fail to pickle (a hostile ``__reduce__``, a dict changed while it was read);
 - LLM ends, when a user hook must see the original generations first (Comet's
   ``custom_metrics``).
 """
@@ -81,9 +82,16 @@ def encode(events: list[Event], enrich: Enrich | None = None) -> bytes:
     converted here, where the original objects are.
     """
     items: list[Any] = []
+    portable = wire.portable
     for event in events:
         kind = event.kind
-        if kind in RUN_ERRORS or (enrich is not None and kind is Kind.LLM_END):
+        if (
+            kind in RUN_ERRORS
+            or (enrich is not None and kind is Kind.LLM_END)
+            or not all(portable(value) for value in event.data)
+        ):
+            # A payload that is itself the user's object (an LLMResult subclass, …) is converted
+            # here whole; one nested deeper goes as its plain data (workers.wire).
             items.append(_record_item(event, enrich))
         else:
             items.append(event_item(event))

@@ -19,6 +19,8 @@ import types
 from enum import IntEnum
 from typing import IO, Any
 
+from workers.sanitize import Converted, to_jsonable
+
 #: Frame header: the pickle's length, 4 bytes big-endian.
 HEADER = struct.Struct(">I")
 
@@ -54,10 +56,6 @@ class Op(IntEnum):
     FLUSHED = 12  # payload: (request id, FlushResult, counters)
 
 
-class UnportableError(TypeError):
-    """An object of a class the worker may not import (the user's own, or a closure)."""
-
-
 def _portable(module: str | None) -> bool:
     return module is not None and module.partition(".")[0] in PORTABLE_MODULES
 
@@ -66,26 +64,32 @@ _BY_REFERENCE = (type, types.FunctionType, types.BuiltinFunctionType, types.Meth
 
 
 class PortablePickler(pickle.Pickler):
-    """A pickler that refuses objects whose class (or which, for classes and functions) lives
-    outside :data:`PORTABLE_MODULES`.
+    """A pickler that sends no object whose class (or which, for classes and functions) lives
+    outside :data:`PORTABLE_MODULES`: such an object goes as its plain data instead.
 
     Called only for objects that are not plain str/int/float/bytes/dict/list/tuple/set, so a
     batch of plain fields pays nothing for the check.
     """
 
     def reducer_override(self, obj: Any) -> Any:
-        """Let allowed objects pickle as usual; raise :class:`UnportableError` for the rest."""
+        """Let allowed objects pickle as usual; the rest go as their plain data
+        (:class:`~workers.sanitize.Converted`), converted here, in their own process."""
         if isinstance(obj, _BY_REFERENCE):
             module = getattr(obj, "__module__", None)
         else:
             module = type(obj).__module__
         if not _portable(module):
-            raise UnportableError(f"{type(obj).__qualname__} from {module!r} stays in its process")
+            return (Converted, (to_jsonable(obj),))
         return NotImplemented
 
 
+def portable(obj: Any) -> bool:
+    """Whether ``obj`` itself may cross by reference (its class lives in the allow-list)."""
+    return _portable(type(obj).__module__)
+
+
 def dumps(obj: Any) -> bytes:
-    """Pickle ``obj`` for the pipe (raises :class:`UnportableError` for the user's objects)."""
+    """Pickle ``obj`` for the pipe (the user's objects inside go as their plain data)."""
     buffer = io.BytesIO()
     PortablePickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
     return buffer.getvalue()
