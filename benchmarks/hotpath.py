@@ -8,9 +8,10 @@ round (untimed) so their queues never fill up.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter_ns
@@ -33,6 +34,17 @@ from benchmarks.subjects import ANSWER, TOKEN_USAGE, our_session
 
 TARGET_MEDIAN_NS = 2_000
 TARGET_P99_NS = 10_000
+#: Issue 14: tail sampling, as benchmarks/serving.py's tail-sampling row sets it.
+TAIL_SAMPLING: dict[str, Any] = {"sample_rate": 0.1, "keep_errors": True, "keep_slower_than": 2.0}
+#: The twin handlers (tail sampling off / on): their labels and keys in the stats.
+TWINS = (
+    ("tail off", "ours: TrackerCallbackHandler([jsonl])", {}),
+    (
+        "tail on",
+        "ours: TrackerCallbackHandler([jsonl]), tail sampling on",
+        TAIL_SAMPLING,
+    ),
+)
 
 
 @dataclass
@@ -41,7 +53,7 @@ class Variant:
 
     label: str
     callback: str
-    kind: str  # "ours", "seed", "peer", "floor"
+    kind: str  # "ours", "ours, information" (not in the summary), "seed", "peer", "floor"
     sample: Callable[[], int] | None
     calls: int
     samples_per_round: int
@@ -49,6 +61,7 @@ class Variant:
     handler: Any = None
     missing: str | None = None
     pauses: list[tuple[int, float, str]] = field(default_factory=list)
+    stats_key: str = ""  # ours: the handler's key in the stats (its "dropped" column)
 
 
 @dataclass
@@ -282,19 +295,59 @@ def _rounds(variants: list[Variant], rounds: int, between: Callable[[int], str])
     return crashed
 
 
+@contextlib.contextmanager
+def _tail_twins(tmp: Path, queue_size: int, errors: list[str]) -> Iterator[dict[str, Any]]:
+    """Two ``TrackerCallbackHandler([jsonl])``, tail sampling off and on; finished on exit.
+
+    A JSON-lines sink, not ClearML or Comet: these pipelines share the tracker worker with the
+    seed-class handlers' sinks, and a second Comet experiment in one process would end the
+    first (ClearML would share its Task). The caller side is one queue append whatever the sink.
+    """
+    from tracker import TrackerCallbackHandler, sinks
+
+    twins: dict[str, Any] = {}
+    try:
+        for key, _label, extra in TWINS:
+            where = tmp / key.replace(" ", "-")
+            twins[key] = TrackerCallbackHandler(
+                [sinks.jsonl(where, session=key.replace(" ", "-"))],
+                offline_dir=where,
+                queue_size=queue_size,
+                **extra,
+            )
+            twins[key].flush_tracker(timeout=120)  # the worker started before the rounds
+        yield twins
+    finally:
+        for key, handler in twins.items():
+            log(f"finishing our {key} twin")
+            result = handler.flush_tracker(finish=True, timeout=300)
+            if not result.ok:
+                errors.append(f"our {key} twin finish: {result}")
+
+
 def run(sizes: Sizes, tmp: Path) -> list[Table]:
-    """Our handlers (stream_logs only), OpenTelemetry and the floors; returns one table."""
+    """Our handlers (stream_logs only; the tail-sampling twins), OpenTelemetry, the floors."""
     p = Payloads.build()
     batch, samples = sizes.hot_batch, sizes.hot_samples
     per_round_events = samples * batch * len(CALLBACKS)
     queue_size = max(100_000, 4 * per_round_events)
     drains: list[float] = []
-    with our_session(tmp, all_features=False, queue_size=queue_size) as h:
+    twin_errors: list[str] = []
+    with (
+        our_session(tmp, all_features=False, queue_size=queue_size) as h,
+        _tail_twins(tmp, queue_size, twin_errors) as twins,
+    ):
         variants: list[Variant] = []
-        for label, handler in (("ours: ClearML", h.clearml), ("ours: Comet", h.comet)):
+        subjects = [
+            ("ours: ClearML", "clearml", "ours", h.clearml),
+            ("ours: Comet", "comet", "ours", h.comet),
+            *((label, key, "ours, information", twins[key]) for key, label, _ in TWINS),
+        ]
+        for label, key, kind, handler in subjects:
             for callback, make in CALLBACKS:
-                v = Variant(label, callback, "ours", make(handler, p, batch), batch, samples)
+                v = Variant(label, callback, kind, make(handler, p, batch), batch, samples)
                 v.handler = handler
+                v.stats_key = key
                 variants.append(v)
         otel, missing = otel_sampler(batch)
         variants.append(
@@ -314,11 +367,14 @@ def run(sizes: Sizes, tmp: Path) -> list[Table]:
             with Stopwatch() as sw:
                 h.clearml.flush_tracker(timeout=300)
                 h.comet.flush_tracker(timeout=300)
+                for twin in twins.values():
+                    twin.flush_tracker(timeout=300)
             drains.append(sw.seconds)
             return f" (our handlers drained in {sw.seconds:.2f}s, untimed)"
 
         crashed = _rounds(variants, sizes.hot_rounds, drain)
         stats = {"clearml": h.clearml.stats(), "comet": h.comet.stats()}
+        stats.update((key, twin.stats()) for key, twin in twins.items())
     table = _table(variants, crashed, stats)
     events = {name: s["enqueued"] for name, s in stats.items()}
     table.raw["drain_seconds"] = drains
@@ -345,8 +401,33 @@ def run(sizes: Sizes, tmp: Path) -> list[Table]:
         f"{ {n: s['dropped'] for n, s in stats.items()} }. Untimed drain after each round: "
         f"{', '.join(f'{d:.2f}s' for d in drains)}.",
     ]
-    table.notes += [f"finish: {error}" for error in h.errors]
+    table.notes += _tail_notes(variants, stats)
+    table.notes += [f"finish: {error}" for error in [*h.errors, *twin_errors]]
     return [table]
+
+
+def _tail_notes(variants: list[Variant], stats: dict[str, Any]) -> list[str]:
+    """Tail sampling on against off (the twins), per callback, and what the worker counted."""
+    by = {(v.stats_key, v.callback): Summary.of(v.values) for v in variants if v.values}
+    ratios = [
+        f"{callback} median {fmt_ratio(on.median / off.median)}, p99 {fmt_ratio(on.p99 / off.p99)}"
+        for callback, _ in CALLBACKS
+        if (off := by.get(("tail off", callback))) and (on := by.get(("tail on", callback)))
+    ]
+    traces = (stats.get("tail on") or {}).get("traces") or {}
+    return [
+        "Issue 14, tail sampling: the two TrackerCallbackHandler([jsonl]) rows are twins (the "
+        "handler's defaults, the same queue_size) but for tail sampling "
+        f"({', '.join(f'{k}={v}' for k, v in TAIL_SAMPLING.items())}) on the second; they "
+        "take their turns in the same rounds as the other rows. Information rows: not in the "
+        "summary. By construction the caller side is the same (every on_* is one queue put; "
+        "traces are held and decided in the tracker worker). Tail sampling on / off: "
+        + ("; ".join(ratios) or "not measured")
+        + ". These payloads never start their root run, so the worker's tail sampler passes "
+        "their records through as it does for runs it never saw start (stats()['traces'] of "
+        f"the tail-sampling twin: {traces or 'none'}); what holding traces costs the worker is "
+        "in the serving table's tail-sampling row."
+    ]
 
 
 def run_seeds(sizes: Sizes, seeds: Any) -> list[Table]:
@@ -419,12 +500,13 @@ def _table(variants: list[Variant], crashed: dict[str, str], stats: dict[str, An
         ok: bool | None = None
         target = "—"
         dropped = ""
-        if v.kind == "ours":
+        if v.kind.startswith("ours"):
             ok = s.median <= TARGET_MEDIAN_NS and s.p99 <= TARGET_P99_NS
             target = "≤ 2 µs / ≤ 10 µs"
-            dropped = str(stats["clearml" if "ClearML" in v.label else "comet"]["dropped"])
+            dropped = str(stats[v.stats_key]["dropped"]) if v.stats_key in stats else ""
+        if v.kind == "ours":
             check = f"{v.label} {v.callback}: median ≤ 2 µs, p99 ≤ 10 µs"
-            table.verdicts[check] = ok
+            table.verdicts[check] = bool(ok)
             table.measured[check] = f"median {fmt_ns(s.median)}, p99 {fmt_ns(s.p99)}"
         table.add(
             v.label,

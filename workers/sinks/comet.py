@@ -36,9 +36,13 @@ logger = logging.getLogger("tracker.sinks.comet")
 
 LANGCHAIN_MODEL_NAME = "langchain-model"
 # Messages comet_ml may hold unwritten before a write waits for its writer (~1 KB each; it writes
-# ~2,800 a second, and end() must write them all), and the longest such wait (a writer that
-# stopped must not stop the tracker).
-WRITER_BACKLOG = 2_000
+# ~2,800 a second, and end() must write them all), per text_sample mode: the seed's way (a
+# message per text) keeps the earlier 10,000, so that bursts wait in comet_ml rather than in
+# queues that drop (at 2,000 for both, the seed classes' 2,000-chain serving rows dropped 16k
+# of 130k events, which they had not at 10,000); shared samples send few messages, and 2,000
+# keeps end() short.
+WRITER_BACKLOG = {"record": 10_000, "batch": 2_000}
+# The longest such wait: a writer that stopped must not stop the tracker.
 WRITER_WAIT_SECONDS = 60.0
 AUTO_LOGGING_OFF: dict[str, Any] = {
     "log_code": False,
@@ -297,10 +301,11 @@ class CometSink(Sink):
         our bounded queue back instead, where the overflow policy applies.
         """
         messages = getattr(getattr(experiment, "streamer", None), "messages", None)
-        if messages is None or messages.qsize() <= WRITER_BACKLOG:
+        backlog = WRITER_BACKLOG[self.text_sample]
+        if messages is None or messages.qsize() <= backlog:
             return
         deadline = time.monotonic() + WRITER_WAIT_SECONDS
-        while messages.qsize() > WRITER_BACKLOG // 2 and time.monotonic() < deadline:
+        while messages.qsize() > backlog // 2 and time.monotonic() < deadline:
             time.sleep(0.01)
 
     async def flush(self, request: FlushRequest) -> None:
