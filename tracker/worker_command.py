@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -36,8 +37,8 @@ def session_tags(args: argparse.Namespace, consumer: str) -> list[str]:
     return [*tags, *args.tag]
 
 
-def run_worker(args: argparse.Namespace) -> int:
-    """Build the worker from the command line, run it until stopped (or drained)."""
+def run_worker(args: argparse.Namespace, stop: threading.Event | None = None) -> int:
+    """Build the worker from the command line, run it until ``stop`` is set (or drained)."""
     # A worker is a program of its own, not a subprocess of a ClearML Task that started it
     # (ClearML would hand it a stub Task).
     for name in NOT_INHERITED:
@@ -94,8 +95,8 @@ def run_worker(args: argparse.Namespace) -> int:
         claim_idle=args.claim_idle,
         session_events=args.session_events,
         session_seconds=args.session_seconds,
+        stop=stop,
     )
-    worker.install_signal_handlers()
     deadline = time.monotonic() + args.max_seconds if args.max_seconds else None
     stats = worker.run(drain=args.drain, deadline=deadline)
     print(

@@ -95,8 +95,10 @@ class StreamWorker:
         claim_idle: float = 30.0,
         session_events: int = 50_000,
         session_seconds: float = 300.0,
+        stop: threading.Event | None = None,
     ) -> None:
-        """``make_sinks(n)``: the sinks of session ``n`` (a name per session)."""
+        """``make_sinks(n)``: the sinks of session ``n`` (a name per session); ``stop``: an
+        event that ends :meth:`run` gracefully (see :meth:`install_signal_handlers`)."""
         self.url = url
         self.stream = stream
         self.group = group
@@ -109,7 +111,7 @@ class StreamWorker:
         self.stats = WorkerStats()
         self._redis = connect(url)
         self._session: Session | None = None
-        self._stop = threading.Event()
+        self._stop = stop if stop is not None else threading.Event()
         self._maintained = 0.0
 
     # -- control -------------------------------------------------------------------------------
@@ -142,8 +144,10 @@ class StreamWorker:
                     quiet_since = None
                 elif quiet_since is None:
                     quiet_since = now
-                elif now - quiet_since > 1.0 and self._nothing_left():
-                    break
+                elif now - quiet_since > 1.0:
+                    self._close_session()  # nothing new: what it holds is written and acked
+                    if self._nothing_left():
+                        break
         self._close_session()
         self._trim()
         return self.stats
@@ -244,18 +248,32 @@ class StreamWorker:
             self._redis.xclaim(self.stream, self.group, self.consumer, 0, ids, justid=True)
 
     def _nothing_left(self) -> bool:
-        """No entry waits for the group: none undelivered, none pending but ours."""
+        """Nothing for this worker to write: no entry undelivered, and every pending one held
+        by a live worker (its idle time, which live workers reset, under ``claim_idle``).
+
+        Entries a silent worker left go idle and are claimed by :meth:`_maintain` first.
+        """
         info = next(
             (g for g in self._redis.xinfo_groups(self.stream) if _text(g["name"]) == self.group),
             None,
         )
         if info is None:
             return True
-        ours = len(self._session.entries) if self._session is not None else 0
         # Redis 6.2 has no "lag": an entry after the last delivered one is undelivered.
         last = _text(info["last-delivered-id"])
-        undelivered = self._redis.xrange(self.stream, min=f"({last}", count=1)
-        return not undelivered and int(info["pending"]) <= ours
+        if self._redis.xrange(self.stream, min=f"({last}", count=1):
+            return False
+        if not int(info["pending"]):
+            return True
+        abandoned = self._redis.xpending_range(
+            self.stream,
+            self.group,
+            min="-",
+            max="+",
+            count=1,
+            idle=int(self.claim_idle * 1000),
+        )
+        return not abandoned
 
     # -- sessions ------------------------------------------------------------------------------
 
