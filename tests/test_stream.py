@@ -66,13 +66,15 @@ APP = textwrap.dedent(
 
 def app(url: str, out: Path, chains: int, waves: int = 1, pause: float = 0.0) -> Any:
     """Start an application process (it prints its flush result as JSON)."""
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-c", APP, url, str(out), str(chains), str(waves), str(pause)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    _STARTED.append(process)
+    return process
 
 
 def finished(process: Any, timeout: float = 180) -> dict[str, Any]:
@@ -80,6 +82,20 @@ def finished(process: Any, timeout: float = 180) -> dict[str, Any]:
     out, err = process.communicate(timeout=timeout)
     assert process.returncode == 0, err[-3000:]
     return json.loads(out.strip().splitlines()[-1])
+
+
+_STARTED: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left() -> Any:
+    """A failing test leaves no worker or application running (they would retry for ever)."""
+    yield
+    while _STARTED:
+        process = _STARTED.pop()
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
 
 
 def worker(url: str, out: Path, name: str, *sinks: str, **options: Any) -> Any:
@@ -90,9 +106,11 @@ def worker(url: str, out: Path, name: str, *sinks: str, **options: Any) -> Any:
     args += ["--offline-dir", str(out)]
     for key, value in options.items():
         args += [f"--{key.replace('_', '-')}", *([str(value)] if value != "" else [])]
-    return subprocess.Popen(
+    process = subprocess.Popen(
         args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    _STARTED.append(process)
+    return process
 
 
 def stop(process: Any) -> str:
