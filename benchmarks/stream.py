@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Sizes, Table, fmt_rate, fmt_ratio, log, rotated
+from benchmarks.parent_cpu import _fmt_us, _spread, _us
 
 ROOT = Path(__file__).resolve().parent.parent
 CHILD_TIMEOUT = 1200  # one application process
@@ -528,25 +529,6 @@ def _median(values: list[float]) -> float:
     ordered = sorted(values)
     middle = len(ordered) // 2
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
-def _us(seconds: float | None, events: int) -> float:
-    return math.nan if seconds is None or not events else seconds / events * 1e6
-
-
-def _fmt_us(value: float, signed: bool = False) -> str:
-    if math.isnan(value):
-        return "n/a"
-    return f"{value:+.1f} µs" if signed else f"{value:.1f} µs"
-
-
-def _spread(values: list[float], signed: bool = False) -> str:
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return _fmt_us(values[0], signed)
-    return f"{_fmt_us(min(values), signed)} … {_fmt_us(max(values), signed)}"
 
 
 def _seconds(value: float | None) -> str:

@@ -106,3 +106,27 @@ def test_a_react_agent_in_every_backend(offline_dir: Path, mode: str):
     tree = summarize(paths["clearml"], trace="slowest").split("trace:")[1]
     assert "[node agent]" in tree and "[node tools]" in tree, tree  # nodes named
     assert "(tool)" in tree and "(chat_model)" in tree, tree  # the tools and the model
+
+
+def test_inspect_reads_every_flush_of_an_archive(offline_dir: Path):
+    """Several flushes, then a finish with nothing new: ``tracker inspect`` counts the runs
+    and events of all of them, and the flushes."""
+    handler = TrackerCallbackHandler(
+        [
+            sinks.clearml(task_name="flushes", offline_dir=offline_dir),
+            sinks.comet(name="flushes", offline_dir=offline_dir),
+            sinks.jsonl(offline_dir),
+        ],
+        offline_dir=offline_dir,
+    )
+    for name in ("first", "second"):
+        asyncio.run(run_sessions(handler, "ainvoke"))
+        assert handler.flush_tracker(name=name, timeout=120).ok
+    assert handler.flush_tracker(name="last", finish=True, timeout=120).ok
+    runs = {}
+    for backend, path in handler.archive_paths.items():
+        text = summarize(path)
+        assert "flushes: 3" in text, (backend, text)
+        assert "events by kind:\n  (none)" not in text, (backend, text)
+        runs[backend] = next(line for line in text.splitlines() if line.endswith(" runs"))
+    assert len(set(runs.values())) == 1, runs  # every backend counts every flush's runs

@@ -28,7 +28,7 @@ from workers.queue import DropWarner, EventQueue
 from workers.records import Record, convert
 from workers.redact import RedactHook, Redactor
 from workers.resilient import ResilientSink, SpoolPendingError
-from workers.runtime import Runtime, get_runtime
+from workers.runtime import Runtime, get_runtime, restart_in_forked_children
 from workers.sampling import TraceSampler
 from workers.sinks.base import Sink
 from workers.spool import Spool, adopt_spools, open_spool
@@ -673,15 +673,7 @@ class Pipeline(FlushWaiting):
 _PIPELINES: weakref.WeakSet[Pipeline] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
-    for pipeline in list(_PIPELINES):
-        try:
-            pipeline._restart_in_forked_child()
-        except Exception:  # the child must start even if its tracking cannot
-            logger.exception("tracker: could not restart a pipeline in the forked child")
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+restart_in_forked_children(_PIPELINES, "pipeline")
 
 
 def _resilient(

@@ -188,6 +188,20 @@ def get_runtime() -> Runtime:
         return _runtime
 
 
+def restart_in_forked_children(pipelines: Any, what: str) -> None:
+    """Have each of ``pipelines`` (a WeakSet) restart in a forked child, whose copy of their
+    threads does not run: ``_restart_in_forked_child`` on each, a failure logged, not raised."""
+
+    def after_fork_in_child() -> None:
+        for pipeline in list(pipelines):
+            try:
+                pipeline._restart_in_forked_child()
+            except Exception:  # the child must start even if its tracking cannot
+                logger.exception("tracker: could not restart a %s in the forked child", what)
+
+    os.register_at_fork(after_in_child=after_fork_in_child)
+
+
 def _shutdown_at_exit() -> None:
     runtime = _runtime
     if runtime is not None:

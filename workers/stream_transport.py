@@ -38,7 +38,7 @@ from workers.options import PipelineOptions
 from workers.queue import DropWarner, EventQueue
 from workers.records import COUNTERS_KEY, convert
 from workers.redact import RedactHook, Redactor
-from workers.runtime import get_runtime
+from workers.runtime import get_runtime, restart_in_forked_children
 from workers.sinks.spec import SinkSpec
 from workers.spool import Spool, SpoolError, open_spool
 from workers.traces import TraceJoiner
@@ -382,12 +382,4 @@ class StreamPipeline(FlushWaiting):
 _PIPELINES: weakref.WeakSet[StreamPipeline] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
-    for pipeline in list(_PIPELINES):
-        try:
-            pipeline._restart_in_forked_child()
-        except Exception:  # the child must start even if its tracking cannot
-            logger.exception("tracker: could not restart a stream transport in the forked child")
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
+restart_in_forked_children(_PIPELINES, "stream transport")
