@@ -126,7 +126,9 @@ def test_inspect_reads_every_flush_of_an_archive(offline_dir: Path):
     runs = {}
     for backend, path in handler.archive_paths.items():
         text = summarize(path)
-        assert "flushes: 3" in text, (backend, text)
+        # ClearML's archive keeps nothing of a flush with nothing new (no table to report).
+        flushes = "flushes with tables: 2" if backend == "clearml" else "flushes: 3"
+        assert flushes in text, (backend, text)
         assert "events by kind:\n  (none)" not in text, (backend, text)
         runs[backend] = next(line for line in text.splitlines() if line.endswith(" runs"))
     assert len(set(runs.values())) == 1, runs  # every backend counts every flush's runs

@@ -156,7 +156,8 @@ def _summarize_clearml(
         *_section("scalars", [f"{name}: {n} points" for name, n in scalars.most_common()]),
         *_section("media", _media(archive.media())),
         f"console lines: {len(archive.text_lines())}",
-        f"flushes: {flushes} (and {len(series) - flushes} rotations)",
+        # A flush with nothing new reports no table: ClearML's archive keeps no trace of it.
+        f"flushes with tables: {flushes} (and {len(series) - flushes} rotations)",
     ]
     return lines, runs
 
