@@ -40,7 +40,8 @@ APP = textwrap.dedent(
     handler = TrackerCallbackHandler(
         [sinks.jsonl(out)], transport=url, offline_dir=out, batch_size=64
     )
-    answers = iter(AIMessage(content=f"answer {i}") for i in range(chains * waves))
+    # a list iterator: next() from concurrent executor threads (a generator would refuse)
+    answers = iter([AIMessage(content=f"answer {i}") for i in range(chains * waves)])
     prompt = ChatPromptTemplate.from_messages([("human", "{q}")])
     chain = prompt | GenericFakeChatModel(messages=answers) | StrOutputParser()
     slowest = 0.0
