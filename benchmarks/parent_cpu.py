@@ -357,12 +357,19 @@ def _bare(backend: str, out: Path) -> dict[str, Any]:
 # -- parent side ---------------------------------------------------------------------------------
 
 
-def _child(args: list[str], out: Path, name: str) -> dict[str, Any]:
-    """``python -m benchmarks.parent_cpu ARGS… OUT RESULT`` in a fresh process; its result."""
+def _child(
+    args: list[str],
+    out: Path,
+    name: str,
+    module: str = "benchmarks.parent_cpu",
+    timeout: float = CHILD_TIMEOUT,
+) -> dict[str, Any]:
+    """``python -m MODULE ARGS… OUT RESULT`` in a fresh process; its result (the JSON the child
+    wrote to RESULT, or ``{"error": …}`` with the tail of its log)."""
     out.mkdir(parents=True, exist_ok=True)
     result = out / "result.json"
     log_path = out / "child.log"
-    command = [sys.executable, "-m", "benchmarks.parent_cpu", *args, str(out), str(result)]
+    command = [sys.executable, "-m", module, *args, str(out), str(result)]
     with log_path.open("w", encoding="utf-8") as log_file:
         try:
             done = subprocess.run(
@@ -370,11 +377,11 @@ def _child(args: list[str], out: Path, name: str) -> dict[str, Any]:
                 cwd=ROOT,
                 stdout=subprocess.DEVNULL,  # ClearML echoes what it reports
                 stderr=log_file,
-                timeout=CHILD_TIMEOUT,
+                timeout=timeout,
             )
             code: int | str = done.returncode
         except subprocess.TimeoutExpired:
-            code = f"timeout {CHILD_TIMEOUT}s"
+            code = f"timeout {timeout}s"
     if code != 0 or not result.exists():
         tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
         log(f"{name}: failed ({code}), see {log_path}")

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks import parent_cpu
 from benchmarks.common import Sizes, Table, fmt_rate, fmt_ratio, log, rotated
 from benchmarks.parent_cpu import _fmt_us, _spread, _us
 
@@ -379,7 +380,6 @@ class GroupWatch(threading.Thread):
 
 def _handlers(kind: str, out: Path, url: str | None, stream: str) -> list[Any]:
     """The variant's handlers: none, the counting no-op, or one TrackerCallbackHandler."""
-    from benchmarks import parent_cpu
 
     if kind == "none":
         return []
@@ -396,7 +396,6 @@ def _cpu_child(
 ) -> dict[str, Any]:
     """parent_cpu's serving window with this module's handlers; with ``pids`` (redis-server,
     tracker worker) added to what it counts as children's CPU."""
-    from benchmarks import parent_cpu
 
     parent_cpu._handlers = lambda kind, out: _handlers(kind, out, url, CPU_STREAM)  # type: ignore[assignment]
     if pids:
@@ -466,28 +465,7 @@ async def _fill(url: str, targets: dict[str, int], out: Path) -> dict[str, Any]:
 
 def _child(args: list[str], out: Path, name: str) -> dict[str, Any]:
     """``python -m benchmarks.stream ARGS… OUT RESULT`` in a fresh process; its result."""
-    out.mkdir(parents=True, exist_ok=True)
-    result = out / "result.json"
-    log_path = out / "child.log"
-    command = [sys.executable, "-m", "benchmarks.stream", *args, str(out), str(result)]
-    with log_path.open("w", encoding="utf-8") as log_file:
-        try:
-            done = subprocess.run(
-                command,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=log_file,
-                timeout=CHILD_TIMEOUT,
-            )
-            code: int | str = done.returncode
-        except subprocess.TimeoutExpired:
-            code = f"timeout {CHILD_TIMEOUT}s"
-    if code != 0 or not result.exists():
-        tail = log_path.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
-        log(f"stream: {name}: failed ({code}), see {log_path}")
-        return {"error": f"exit {code}: " + " / ".join(tail)[-300:]}
-    found: dict[str, Any] = json.loads(result.read_text(encoding="utf-8"))
-    return found
+    return parent_cpu._child(args, out, f"stream: {name}", "benchmarks.stream", CHILD_TIMEOUT)
 
 
 def _child_main(argv: list[str]) -> None:
