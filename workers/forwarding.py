@@ -20,7 +20,7 @@ import logging
 import sys
 import threading
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from workers import snapshot, wire
 from workers.counters import Counters
@@ -33,10 +33,12 @@ from workers.plan import PipelinePlan
 from workers.queue import DropWarner, EventQueue
 from workers.records import Record, convert
 from workers.redact import RedactHook, Redactor
-from workers.rows.comet import CometRows
 from workers.sinks.asset import snapshot_asset
 from workers.sinks.spec import SinkSpec
 from workers.wire import Op
+
+if TYPE_CHECKING:
+    from workers.rows.comet import CometRows
 
 logger = logging.getLogger("tracker.forwarding")
 
@@ -68,6 +70,17 @@ _STATS_DEFAULTS: dict[str, Any] = {
     "opening": [],
     "closed": False,
 }
+
+
+def _custom_rows(custom: Any) -> CometRows:
+    """Comet's custom-metric rows, imported only by a process that has such a hook.
+
+    The application's process needs none of pandas otherwise: a third more objects on its heap
+    would make each of its full garbage collections a third longer (issue 15).
+    """
+    from workers.rows.comet import CometRows
+
+    return CometRows(custom)
 
 
 class SinkMirror:
@@ -116,7 +129,7 @@ class ForwardingPipeline(FlushWaiting):
         self._redactor = Redactor(redact) if redact is not None else None
         self._drops = DropWarner(self.queue, logger)
         custom = next((s.custom_metrics for s in specs if s.custom_metrics is not None), None)
-        self._custom = CometRows(custom) if custom is not None else None
+        self._custom = _custom_rows(custom) if custom is not None else None
         # A flush of a sink that stores as it goes (server, file) makes the session safe.
         self._safe_at_flush = all(_stores_at_flush(spec) for spec in specs)
         self.key = 0
@@ -308,7 +321,7 @@ class ForwardingPipeline(FlushWaiting):
         request: FlushRequest = event.data[0]
         options = {k: v for k, v in request.options.items() if k != "custom_metrics"}
         if request.reset and request.options.get("custom_metrics"):
-            self._custom = CometRows(request.options["custom_metrics"])
+            self._custom = _custom_rows(request.options["custom_metrics"])
         asset = request.langchain_asset
         shipped = FlushRequest(
             name=request.name,
