@@ -132,3 +132,64 @@ def test_inspect_reads_every_flush_of_an_archive(offline_dir: Path):
         assert "events by kind:\n  (none)" not in text, (backend, text)
         runs[backend] = next(line for line in text.splitlines() if line.endswith(" runs"))
     assert len(set(runs.values())) == 1, runs  # every backend counts every flush's runs
+
+
+def queued_events(mode: str = "ainvoke") -> list[Any]:
+    """The events one session of each kind queues, the tracker's hot path in front of a queue
+    nothing takes from: what the background thread would read once the agent is done."""
+    from types import SimpleNamespace
+
+    from tracker.handler import QueueingCallbackHandler
+    from workers.queue import EventQueue
+
+    queue = EventQueue(100_000)
+    handler = QueueingCallbackHandler(SimpleNamespace(queue=queue))  # type: ignore[arg-type]
+
+    async def the_callers_own_frame() -> None:
+        await run_sessions(handler, mode)
+
+    asyncio.run(the_callers_own_frame())
+    return queue.take(100_000)
+
+
+def test_an_error_traceback_is_the_one_its_run_saw():
+    """Read after the agent returned, an exception's traceback holds every frame it went up
+    through, the caller's too; each error record shows the frames from its run down to the
+    raise, as they were at its callback."""
+    from workers.records import convert
+
+    records = [convert(e) for e in queued_events() if e.kind.value.endswith("_error")]
+    tool_errors = [r for r in records if r.kind.value == "on_tool_error"]
+    assert len(tool_errors) == SESSIONS // 3
+    for record in records:
+        text = record.fields["traceback"]
+        assert text.startswith("Traceback (most recent call last):"), text
+        assert "in fragile" in text and "RuntimeError: the fragile tool broke" in text, text
+        assert "the_callers_own_frame" not in text, text  # not the frames above the run
+    for record in tool_errors:  # the tool's own run: its frames only, not the graph's
+        assert "pregel" not in record.fields["traceback"], record.fields["traceback"]
+
+
+def test_graph_routing_objects_cross_as_their_fields():
+    """LangGraph's ``Send`` (a slotted class the worker does not import) crosses as its
+    node and argument, converted in the worker as the application would have converted it."""
+    from langgraph.types import Send
+
+    from workers import snapshot
+    from workers.records import convert
+    from workers.sanitize import TYPE_KEY
+
+    routed = [  # the routing function's end: its output is a list of Send
+        e
+        for e in queued_events()
+        if e.kind.value == "on_chain_end"
+        and isinstance(e.data[0], list)
+        and any(isinstance(item, Send) for item in e.data[0])
+    ]
+    assert routed, "the agent routes its tool calls with Send"
+    crossed = snapshot.decode(snapshot.encode(routed))
+    for before, after in zip(routed, crossed, strict=True):
+        assert convert(after).fields == convert(before).fields
+    sent = json.dumps(convert(crossed[0]).fields)
+    assert f'"{TYPE_KEY}": "langgraph.types.Send"' in sent and '"node": "tools"' in sent, sent
+    assert "Send(node=" not in sent  # fields, not a repr

@@ -119,3 +119,34 @@ def test_a_nested_object_the_worker_may_not_import_crosses_as_its_plain_data():
     assert b"test_workers" not in data  # the user's module is never named to the worker
     (crossed,) = snapshot.decode(data)
     assert convert(crossed).fields == convert(event).fields  # what the app would have made
+
+
+def test_dataclasses_and_slotted_objects_convert_to_their_fields():
+    import dataclasses
+
+    from workers.sanitize import TYPE_KEY, to_jsonable
+
+    @dataclasses.dataclass
+    class Command:
+        goto: str
+        secret: str = dataclasses.field(default="s", repr=False)  # not shown: not logged
+
+    class Slotted:
+        __slots__ = ("node", "unset")
+
+        def __init__(self) -> None:
+            self.node = "tools"
+
+    class Complete(Slotted):
+        __slots__ = ("extra",)
+
+        def __init__(self) -> None:
+            self.node, self.unset, self.extra = "tools", None, [Command("end")]
+
+    assert to_jsonable(Command("end")) == {
+        TYPE_KEY: f"{__name__}.{Command.__qualname__}",
+        "goto": "end",
+    }
+    converted = to_jsonable(Complete())
+    assert converted["node"] == "tools" and converted["extra"][0]["goto"] == "end", converted
+    assert isinstance(to_jsonable(Slotted()), str)  # a slot never set: its repr, as before

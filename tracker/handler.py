@@ -44,6 +44,14 @@ _RETRY = Kind.RETRY
 _CUSTOM_EVENT = Kind.CUSTOM_EVENT
 
 
+def _traceback(error: BaseException) -> Any:
+    """The traceback the error has now: read later, it would hold every frame it went up since."""
+    try:
+        return error.__traceback__
+    except Exception:  # not an exception after all, or a hostile one: the record says so
+        return None
+
+
 def _own(value: Any) -> Any:
     """A shallow copy of a plain dict (its values stay shared), anything else as is."""
     return dict(value) if type(value) is dict else value
@@ -125,8 +133,8 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        """Record an LLM error."""
-        self._put(_LLM_ERROR, run_id, parent_run_id, (error,), kwargs)
+        """Record an LLM error (with its traceback as it is now)."""
+        self._put(_LLM_ERROR, run_id, parent_run_id, (error, _traceback(error)), kwargs)
 
     # -- chains --------------------------------------------------------------------------------
 
@@ -161,8 +169,8 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        """Record a chain error."""
-        self._put(_CHAIN_ERROR, run_id, parent_run_id, (error,), kwargs)
+        """Record a chain error (with its traceback as it is now)."""
+        self._put(_CHAIN_ERROR, run_id, parent_run_id, (error, _traceback(error)), kwargs)
 
     # -- tools, agents, text -------------------------------------------------------------------
 
@@ -197,8 +205,8 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        """Record a tool error."""
-        self._put(_TOOL_ERROR, run_id, parent_run_id, (error,), kwargs)
+        """Record a tool error (with its traceback as it is now)."""
+        self._put(_TOOL_ERROR, run_id, parent_run_id, (error, _traceback(error)), kwargs)
 
     def on_text(
         self,
@@ -266,8 +274,8 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        """Record a retriever error."""
-        self._put(_RETRIEVER_ERROR, run_id, parent_run_id, (error,), kwargs)
+        """Record a retriever error (with its traceback as it is now)."""
+        self._put(_RETRIEVER_ERROR, run_id, parent_run_id, (error, _traceback(error)), kwargs)
 
     def on_retry(
         self,

@@ -9,9 +9,9 @@ from __future__ import annotations
 import itertools
 import json as _json
 import logging
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any
 from uuid import UUID
 
@@ -25,6 +25,7 @@ from workers.sanitize import (
     safe_str,
     to_jsonable,
 )
+from workers.tracebacks import format_error
 
 logger = logging.getLogger("tracker.records")
 
@@ -49,7 +50,8 @@ class Record:
     - ``on_llm_end``: ``llm_output`` (dict: token_usage, model_name, …), ``generations`` (per
       prompt, a list of dicts, each with ``text`` (str) and what the Generation dumps).
     - ``on_llm_error`` / ``on_chain_error`` / ``on_tool_error`` / ``on_retriever_error``:
-      ``error_type``, ``error``, ``traceback`` (str).
+      ``error_type``, ``error``, ``traceback`` (str: the frames from the failing run down to
+      the raise, as they were at the callback; :mod:`workers.tracebacks`).
     - ``on_chain_start``: ``serialized``, ``inputs`` (dict; a non-dict input is under
       ``"input"``). ``on_chain_end``: ``outputs`` (dict; a non-dict output under ``"output"``).
     - ``on_tool_start``: ``serialized``, ``input_str`` (str), ``inputs`` (the tool's dict input,
@@ -204,11 +206,13 @@ def _buffer_string(messages: list[Any], budget: Budget) -> str:
         return safe_str(messages, budget=budget)
 
 
-def _error(err: Any, budget: Budget) -> dict[str, Any]:
+def _error(err: Any, at_callback: Any, budget: Budget) -> dict[str, Any]:
     tb = ""
     if isinstance(err, BaseException):
+        if not isinstance(at_callback, TracebackType):
+            at_callback = err.__traceback__
         try:
-            tb = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+            tb = format_error(err, at_callback)
         except Exception:
             tb = ""
     return {
@@ -330,7 +334,7 @@ def _fields(event: Event, budget: Budget) -> dict[str, Any]:
             "tool_calls": [[_tool_calls(g, budget) for g in gens] for gens in generations],
         }
     if kind in (Kind.LLM_ERROR, Kind.CHAIN_ERROR, Kind.TOOL_ERROR, Kind.RETRIEVER_ERROR):
-        return _error(data[0], budget)
+        return _error(data[0], data[1] if len(data) > 1 else None, budget)
     if kind is Kind.CHAIN_START:
         serialized, inputs = data
         return {"serialized": json(serialized), "inputs": _dict(inputs, "input", budget)}

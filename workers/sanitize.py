@@ -143,6 +143,64 @@ def _is_secret(value: object) -> bool:
     return "Secret" in cls.__name__ and cls.__module__.startswith("pydantic")
 
 
+#: The key naming an object's class when it is converted as its fields (:func:`shape_of`).
+TYPE_KEY = "__type__"
+
+
+def shape_of(value: object) -> tuple[str, dict[str, Any]] | None:
+    """An object's class name and fields, when it is a dataclass or a class with ``__slots__``.
+
+    Such an object is its fields (LangGraph's ``Send``, ``Command`` and ``Interrupt`` are), so
+    it converts to them, under :data:`TYPE_KEY`, rather than to a ``repr``: the fields stay
+    data, and a ``repr`` of a graph state costs ~0.4 ms (pydantic's field defaults, each
+    message's). None for any other object, or if a field cannot be read.
+    """
+    cls = type(value)
+    try:
+        params = getattr(cls, "__dataclass_fields__", None)
+        if isinstance(params, dict):
+            names = [name for name, f in params.items() if getattr(f, "repr", True)]
+        elif "__slots__" in cls.__dict__ and not hasattr(value, "__dict__"):
+            names = [
+                name
+                for klass in cls.__mro__
+                for name in _slot_names(klass)
+                if not name.startswith("__")
+            ]
+        else:
+            return None
+        fields = {name: object.__getattribute__(value, name) for name in names}
+        return f"{cls.__module__}.{cls.__qualname__}", fields
+    except Exception:  # an unset slot, a hostile descriptor: the repr will do
+        return None
+
+
+def _slot_names(klass: type) -> tuple[str, ...]:
+    slots = klass.__dict__.get("__slots__", ())
+    return (slots,) if isinstance(slots, str) else tuple(slots)
+
+
+class Shape:
+    """An object the tracker worker may not import, sent as its class name and fields.
+
+    :mod:`workers.wire` puts one in place of a dataclass or slotted object (:func:`shape_of`)
+    when it pickles a batch: its fields pickle as the rest of the batch does (a graph state's
+    messages once per batch, whoever holds them), and the worker converts it, as
+    :func:`to_jsonable` would have converted the object.
+    """
+
+    __slots__ = ("fields", "name")
+
+    def __init__(self, name: str, fields: dict[str, Any]) -> None:
+        """Hold the class's qualified name and the fields."""
+        self.name = name
+        self.fields = fields
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the name and fields it holds."""
+        return (Shape, (self.name, self.fields))
+
+
 class Converted:
     """Plain data standing in for an object the tracker worker may not import.
 
@@ -171,7 +229,8 @@ def to_jsonable(
 ) -> Any:
     """A JSON-safe copy of ``value``: dicts, lists, str, int, float, bool and None only.
 
-    Pydantic models and LangChain objects are dumped; cycles and over-deep nesting become markers;
+    Pydantic models and LangChain objects are dumped; dataclasses and slotted objects become
+    their fields (:func:`shape_of`); cycles and over-deep nesting become markers;
     pydantic secrets become :data:`REDACTED`; anything else becomes a truncated repr. Floats stay
     floats (NaN and inf included): pandas and the seeds keep them so. ``budget`` bounds the
     result; pass one :class:`Budget` to every conversion of one record. Never raises.
@@ -195,6 +254,8 @@ def _convert(value: Any, depth: int, seen: frozenset[int], budget: Budget) -> An
         return budget.text(encodable(value))
     if cls is Converted:
         return _convert(value.data, depth, seen, budget)
+    if cls is Shape:
+        return _shape(value.name, value.fields, depth, seen, budget)
     if cls is int:
         return value if value.bit_length() <= _INT_BITS else _int_text(value)
     if isinstance(value, bool):  # pragma: no cover - bool cannot be subclassed
@@ -235,7 +296,20 @@ def _convert(value: Any, depth: int, seen: frozenset[int], budget: Budget) -> An
         except Exception:
             return safe_repr(value, budget=budget)
         return _convert(scalar, depth + 1, inner, budget)
+    shape = shape_of(value)
+    if shape is not None:
+        return _shape(*shape, depth, inner, budget)
     return safe_repr(value, budget=budget)
+
+
+def _shape(
+    name: str, fields: dict[str, Any], depth: int, seen: frozenset[int], budget: Budget
+) -> dict[str, Any]:
+    out = {TYPE_KEY: budget.text(encodable(name))}
+    converted = _mapping(fields, depth, seen, budget)
+    if isinstance(converted, dict):
+        out.update(converted)
+    return out
 
 
 def _mapping(value: Any, depth: int, seen: frozenset[int], budget: Budget) -> Any:

@@ -19,7 +19,7 @@ import types
 from enum import IntEnum
 from typing import IO, Any
 
-from workers.sanitize import Converted, to_jsonable
+from workers.sanitize import Converted, Shape, shape_of, to_jsonable
 
 #: Frame header: the pickle's length, 4 bytes big-endian.
 HEADER = struct.Struct(">I")
@@ -72,13 +72,17 @@ class PortablePickler(pickle.Pickler):
     """
 
     def reducer_override(self, obj: Any) -> Any:
-        """Let allowed objects pickle as usual; the rest go as their plain data
-        (:class:`~workers.sanitize.Converted`), converted here, in their own process."""
+        """Let allowed objects pickle as usual; the rest go as their fields
+        (:class:`~workers.sanitize.Shape`, converted in the worker) or, if they have none, as
+        their plain data (:class:`~workers.sanitize.Converted`), converted here."""
         if isinstance(obj, _BY_REFERENCE):
             module = getattr(obj, "__module__", None)
         else:
             module = type(obj).__module__
         if not _portable(module):
+            shape = None if isinstance(obj, _BY_REFERENCE) else shape_of(obj)
+            if shape is not None:
+                return (Shape, shape)
             return (Converted, (to_jsonable(obj),))
         return NotImplemented
 
