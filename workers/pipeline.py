@@ -30,6 +30,7 @@ from workers.redact import RedactHook, Redactor
 from workers.resilient import ResilientSink, SpoolPendingError
 from workers.runtime import Runtime, get_runtime, restart_in_forked_children
 from workers.sampling import TraceSampler
+from workers.sanitize import Memo
 from workers.sinks.base import Sink
 from workers.spool import Spool, adopt_spools, open_spool
 from workers.streams import TokenStreams
@@ -443,6 +444,9 @@ class Pipeline(FlushWaiting):
     async def _process(self, batch: list[Event]) -> None:
         records: list[Record] = []
         released: list[Record] = []  # tail sampling: kept traces, counted when taken
+        # The batch's records share what their events share (a graph state in each run of a
+        # node), converted once; not where the user's hook may change a record in place.
+        memo: Memo | None = {} if self._redactor.hook is None else None
         for index, event in enumerate(batch):
             if event.kind.is_control:
                 if records:
@@ -461,7 +465,7 @@ class Pipeline(FlushWaiting):
             elif self._streams is not None and self._streams.absorb(event):
                 self.queue.delivered += 1  # held for its run's end
             else:
-                record = convert(event)
+                record = convert(event, memo)
                 if self._streams is not None:
                     self._streams.attach(record)
                 if self._tail is None:

@@ -20,6 +20,7 @@ from workers.sanitize import (
     MAX_ITEMS,
     MAX_TEXT,
     Budget,
+    Memo,
     encodable,
     safe_repr,
     safe_str,
@@ -412,17 +413,18 @@ def preconverted(record: Record) -> Event:
     )
 
 
-def convert(event: Event) -> Record:
+def convert(event: Event, memo: Memo | None = None) -> Record:
     """Convert one event; a payload that cannot be read gives a degraded record, never an error.
 
     Every part is guarded: a hostile payload degrades only the part it is in (a field, the
     name, the tags or the metadata), and one :class:`~workers.sanitize.Budget` bounds the size
-    of the whole record.
+    of the whole record. ``memo``: one per batch, for records nobody changes in place (see
+    :class:`~workers.sanitize.Budget`).
     """
     if event.extra is PRECONVERTED:
         record: Record = event.data[0]
         return record
-    budget = Budget()
+    budget = Budget(memo=memo)
     try:
         fields = _fields(event, budget)
         degraded = False

@@ -129,14 +129,27 @@ def _is_marker(value: dict[str, Any]) -> bool:
     return value.get("type") == "secret" and value.get("lc") == 1 and "id" in value
 
 
-def scrub(value: Any, keep_markers: bool = False) -> Any:
+#: Scrubbed values already made for the records of one batch: id → (value, scrubbed).
+ScrubMemo = dict[tuple[int, bool], tuple[Any, Any]]
+
+
+def scrub(value: Any, keep_markers: bool = False, memo: ScrubMemo | None = None) -> Any:
     """A JSON-safe value with its secrets replaced (see the module docstring).
 
     ``keep_markers``: leave LangChain's secret markers as they are. They name the environment
     variable a loader reads the secret from, not the secret, and a saved model needs them.
+    ``memo``: one per batch; a dict or list that several records share (a graph state's
+    messages, converted once: :class:`~workers.sanitize.Budget`) is scrubbed once, and the
+    result shared, so only for records nobody changes in place.
     """
     if isinstance(value, str):
         return scrub_text(value)
+    if not isinstance(value, (dict, list)):
+        return value
+    if memo is not None:
+        hit = memo.get((id(value), keep_markers))
+        if hit is not None and hit[0] is value:
+            return hit[1]
     if isinstance(value, dict):
         if _is_marker(value):
             return value if keep_markers else REDACTED
@@ -147,11 +160,13 @@ def scrub(value: Any, keep_markers: bool = False) -> Any:
                 is_marker = isinstance(item, dict) and _is_marker(item)
                 out[name] = item if keep_markers and is_marker else REDACTED
             else:
-                out[name] = scrub(item, keep_markers)
-        return out
-    if isinstance(value, list):
-        return [scrub(item, keep_markers) for item in value]
-    return value
+                out[name] = scrub(item, keep_markers, memo)
+        result: Any = out
+    else:
+        result = [scrub(item, keep_markers, memo) for item in value]
+    if memo is not None:
+        memo[(id(value), keep_markers)] = (value, result)
+    return result
 
 
 def _has_value(item: Any) -> bool:
@@ -159,10 +174,13 @@ def _has_value(item: Any) -> bool:
     return not (item is None or isinstance(item, bool) or item in ("", REDACTED))
 
 
-def scrub_record(record: Record) -> Record:
-    """The default scrubber: ``record`` with secrets removed from every logged part (in place)."""
-    record.fields = scrub(record.fields)
-    record.metadata = scrub(record.metadata)
+def scrub_record(record: Record, memo: ScrubMemo | None = None) -> Record:
+    """The default scrubber: ``record`` with secrets removed from every logged part (in place).
+
+    ``memo``: see :func:`scrub`.
+    """
+    record.fields = scrub(record.fields, memo=memo)
+    record.metadata = scrub(record.metadata, memo=memo)
     if record.name is not None:
         record.name = scrub_text(record.name)
     record.tags = [scrub_text(tag) for tag in record.tags]
@@ -192,9 +210,11 @@ class Redactor:
     def apply(self, records: list[Record]) -> list[Record]:
         """The records to log, scrubbed and passed through the hook; never raises."""
         kept: list[Record] = []
+        # A hook may change a record in place: then no record shares a scrubbed value.
+        memo: ScrubMemo | None = {} if self.hook is None else None
         for record in records:
             try:
-                scrub_record(record)
+                scrub_record(record, memo)
             except Exception as exc:  # pragma: no cover - records are JSON-safe by now
                 self._failed(record, exc, "the secret scrubber")
                 kept.append(_withhold(record, f"scrubber failed: {type(exc).__name__}"))

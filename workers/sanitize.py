@@ -39,15 +39,31 @@ _INT_BITS = 64
 _INT_PRINTABLE_BITS = 14_000
 
 
+#: Conversions already made for the records of one batch (:class:`Budget`'s ``memo``).
+Memo = dict[tuple[int, int], tuple[Any, Any, int, int]]
+
+
 class Budget:
-    """What one record may still hold: values (``nodes``) and characters (``chars``)."""
+    """What one record may still hold: values (``nodes``) and characters (``chars``).
 
-    __slots__ = ("chars", "nodes")
+    ``memo``: shared by the conversions of one batch's records. A LangGraph node's state is in
+    the inputs and outputs of every run inside the node (13 chain runs per ReAct turn); with a
+    memo, each object (a message, a list of them) is converted once per batch and its result
+    shared. A result is reused only where converting again would give the same: the object at
+    the same depth, no cycle marker in it, and budget enough left that nothing would be cut.
+    The results are shared, so a memo is only for records that nobody changes in place.
+    """
 
-    def __init__(self, nodes: int = MAX_NODES, chars: int = MAX_RECORD_TEXT) -> None:
+    __slots__ = ("chars", "cycles", "memo", "nodes")
+
+    def __init__(
+        self, nodes: int = MAX_NODES, chars: int = MAX_RECORD_TEXT, memo: Memo | None = None
+    ) -> None:
         """A fresh budget of ``nodes`` values and ``chars`` characters."""
         self.nodes = nodes
         self.chars = chars
+        self.memo = memo
+        self.cycles = 0
 
     def text(self, text: str, limit: int = MAX_TEXT) -> str:
         """``text`` clipped to ``limit`` and to what is left of the budget (which it spends)."""
@@ -270,8 +286,26 @@ def _convert(value: Any, depth: int, seen: frozenset[int], budget: Budget) -> An
         return "<max depth>"
     ident = id(value)
     if ident in seen:
+        budget.cycles += 1
         return "<cycle>"
-    inner = seen | {ident}
+    memo = budget.memo
+    if memo is None:
+        return _compound(value, cls, depth, seen | {ident}, budget)
+    key = (ident, depth)
+    hit = memo.get(key)
+    if hit is not None and hit[0] is value and budget.nodes >= hit[2] and budget.chars > hit[3]:
+        budget.nodes -= hit[2]
+        budget.chars -= hit[3]
+        return hit[1]
+    nodes, chars, cycles = budget.nodes, budget.chars, budget.cycles
+    result = _compound(value, cls, depth, seen | {ident}, budget)
+    if budget.nodes >= 0 and budget.chars > 0 and budget.cycles == cycles:  # nothing was cut
+        # This call's own node was spent before the memo was read, hit or not.
+        memo[key] = (value, result, nodes - budget.nodes, chars - budget.chars)
+    return result
+
+
+def _compound(value: Any, cls: type, depth: int, inner: frozenset[int], budget: Budget) -> Any:
     if cls is dict or isinstance(value, Mapping):
         return _mapping(value, depth, inner, budget)
     if cls in (list, tuple, set, frozenset, deque) or isinstance(
