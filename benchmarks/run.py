@@ -16,7 +16,10 @@ need differently configured handlers):
   no-op handler's (each variant in a process of its own);
 - ``short_script``: a 5-chain script's flush_tracker(finish=True) against the SDK's own close;
 - ``stream``: the Redis transport (issue 13): the application's CPU per event against the pipe,
-  events/s through the stream with 1 and 2 workers, and serving 2,000 chains.
+  events/s through the stream with 1 and 2 workers, and serving 2,000 chains;
+- ``agents``: 50 concurrent LangGraph ReAct-agent sessions (issue 15), ``ainvoke`` and
+  ``astream_events``: no handler, a no-op handler, one TrackerCallbackHandler (ClearML + Comet +
+  JSON lines) and the seed classes, each (variant, mode) in a process of its own.
 
 The parent merges the tables of the same target.
 
@@ -52,6 +55,7 @@ PHASES = (
     "parent_cpu",
     "short_script",
     "stream",
+    "agents",
 )
 PHASE_TIMEOUT = 900
 # The memory phase pushes a million events through both handlers and then finishes them (Comet's
@@ -134,6 +138,10 @@ def run_phase(name: str, size: str, result: Path, tmp: Path) -> None:
         from benchmarks import stream
 
         tables = stream.run(sizes, tmp)
+    elif name == "agents":
+        from benchmarks import agents
+
+        tables = agents.run(sizes, tmp)
     elif name in ("parent_cpu", "short_script"):
         from benchmarks import parent_cpu
 

@@ -2,7 +2,7 @@
 
 Benchmarks measure, they do not test: nothing here looks at a time or a ratio, only at whether
 the harness ran its phases and wrote RESULTS.md where it was told to. The phases are split over
-two runs (targets 1-3, then flush and memory) so that a failure names its half.
+runs (targets 1-3, flush and memory, the LangGraph agents) so that a failure names its part.
 """
 
 from __future__ import annotations
@@ -149,3 +149,31 @@ def test_quick_flush_and_memory_phases(tmp_path: Path) -> None:
     assert summary.count("| 6. Memory (a) |") == 3
     assert summary.count("| 6. Memory (b) |") == 3
     assert summary.count("events and the flush ≤ 300 MB |") == 3
+
+
+def test_quick_agents_phase(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+
+    text = _quick_run(out, ["agents"], timeout=180)
+
+    assert "## 15. LangGraph agents: 5 concurrent ReAct-agent sessions per round, " in text
+    assert (
+        "| mode | variant | round wall: median (mean) | vs no handler (median rounds) | "
+        "vs no handler (mean rounds) | vs no-op: median rounds |"
+    ) in text
+    for mode in ("ainvoke", "astream_events"):
+        for row in (
+            f"| {mode} | no handler |",
+            f"| {mode} | no-op run_inline handler |",
+            f"| {mode} | TrackerCallbackHandler: ClearML + Comet + JSON lines |",
+            f"| {mode} | ClearMLCallbackHandler + CometCallbackHandler (seed classes), "
+            "information |",
+        ):
+            assert row in text, row
+    # Every process ran and finished: no error row, no lost events, no failed finish.
+    assert "**error**" not in text
+    section = text.split("## 15. LangGraph agents", 1)[1]
+    for problem in ("finish failed", ": dropped [", " counted."):  # the table's own notes
+        assert problem not in section, problem
+    summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    assert summary.count("| 15. LangGraph agents |") == 2

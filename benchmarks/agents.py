@@ -1,0 +1,470 @@
+"""Issue 15: concurrent LangGraph ReAct-agent sessions, with and without the tracker.
+
+Phase ``agents`` of :mod:`benchmarks.run` (``run(sizes, tmp)``): rounds of 50 concurrent
+sessions of ``tests.langgraph_agent.agent()`` (``create_react_agent``, a tool-calling fake chat
+model, tools ``lookup`` and ``fragile``; every third session asks the fragile tool, which raises,
+and the session's exception is caught), through ``ainvoke`` and through ``astream_events``.
+
+Variants: no handler, the no-op ``run_inline`` handler (:mod:`benchmarks.parent_cpu`'s), one
+``TrackerCallbackHandler`` with a ClearML, a Comet and a JSON-lines sink (the target: ≤ 1.10x
+no handler in both modes), and, for information, the seed classes ``ClearMLCallbackHandler`` +
+``CometCallbackHandler`` together. All offline. Each (variant, mode) runs in a fresh process of
+its own (ClearML allows one Task per process); the processes are interleaved: for each
+repetition, for each mode, the variants in a rotating order. Inside a process: the handlers are
+built and started, one round counts the events and runs of a round with counting handlers, one
+warm-up round runs with the variant's handlers (drained), then the timed rounds run back to
+back; afterwards ``flush_tracker(finish=True)`` is timed on its own.
+
+Standalone: ``python -m benchmarks.agents [--quick] [--keep]`` prints the table (children write
+their logs and archives under a temporary folder, removed unless ``--keep``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import math
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks import parent_cpu
+from benchmarks.common import GcWatch, Sizes, Table, fmt_ratio, log, rotated
+
+TARGET = 1.10  # TrackerCallbackHandler's round wall time over no handler's, both modes
+CHILD_TIMEOUT = 300  # one (variant, mode) process: start, rounds, finish
+FINISH_TIMEOUT = 120  # flush_tracker(finish=True) per handler; the seeds take ~20 s together
+MODES = ("ainvoke", "astream_events")
+
+# (key, row name, information only): the key is what the child process builds.
+VARIANTS: list[tuple[str, str, bool]] = [
+    ("none", "no handler", False),
+    ("noop", "no-op run_inline handler", False),
+    ("tracker", "TrackerCallbackHandler: ClearML + Comet + JSON lines", False),
+    ("seeds", "ClearMLCallbackHandler + CometCallbackHandler (seed classes), information", True),
+]
+
+
+@dataclass(frozen=True)
+class AgentSizes:
+    """Sessions per round, timed rounds per process, repetitions (and those with the seeds)."""
+
+    sessions: int
+    rounds: int
+    repetitions: int
+    seed_repetitions: int
+
+    @classmethod
+    def named(cls, name: str) -> AgentSizes:
+        """``quick`` (smoke size) or ``full`` (what ``make bench`` runs)."""
+        if name == "quick":
+            return cls(sessions=5, rounds=2, repetitions=1, seed_repetitions=1)
+        return cls(sessions=50, rounds=15, repetitions=4, seed_repetitions=1)
+
+    @classmethod
+    def of(cls, sizes: Sizes) -> AgentSizes:
+        """The sizes that go with :class:`benchmarks.common.Sizes` (quick or full)."""
+        return cls.named("quick" if sizes.capacity_events < 30_000 else "full")
+
+
+# -- child: one (variant, mode) process ------------------------------------------------------------
+
+
+def _run_counter() -> Any:
+    """A ``run_inline`` handler that counts runs (each run starts with exactly one ``*_start``)."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class RunCounter(BaseCallbackHandler):
+        run_inline = True
+        runs = 0
+
+        def _start(self, *args: Any, **kwargs: Any) -> None:
+            self.runs += 1
+
+        on_chain_start = on_chat_model_start = on_llm_start = _start
+        on_tool_start = on_retriever_start = _start
+
+    return RunCounter()
+
+
+def _handlers(kind: str, out: Path) -> list[Any]:
+    """The variant's handlers, offline into ``out`` (nothing reaches a server)."""
+    if kind == "none":
+        return []
+    if kind == "noop":
+        return [parent_cpu._counting_noop()]
+    from tracker import ClearMLCallbackHandler, CometCallbackHandler, TrackerCallbackHandler, sinks
+
+    if kind == "tracker":
+        return [
+            TrackerCallbackHandler(
+                [
+                    sinks.clearml(task_name="agents benchmark", offline=True, offline_dir=out),
+                    sinks.comet(name="agents benchmark", offline=True, offline_dir=out),
+                    sinks.jsonl(out),
+                ],
+                offline_dir=out,
+            )
+        ]
+    if kind == "seeds":  # their defaults, offline
+        return [
+            ClearMLCallbackHandler(task_name="agents benchmark", offline=True, offline_dir=out),
+            CometCallbackHandler(name="agents benchmark", offline=True, offline_dir=out),
+        ]
+    raise ValueError(f"unknown variant {kind!r}")
+
+
+async def _agent_rounds(
+    kind: str, mode: str, sessions: int, rounds: int, label: str, out: Path
+) -> dict[str, Any]:
+    """Build, count, warm up, then ``rounds`` timed rounds of ``sessions`` concurrent sessions;
+    then the finish (timed apart). Everything the parent reports, as plain data."""
+    from tests.langgraph_agent import agent
+
+    built = time.perf_counter()
+    handlers = _handlers(kind, out)
+    ours = [h for h in handlers if hasattr(h, "aflush_tracker")]
+    for handler in ours:  # started (tracker worker, Task, Experiment) before any clock runs
+        await handler.aflush_tracker(timeout=300)
+    graph = agent()
+    start_s = time.perf_counter() - built
+
+    async def session(i: int, tag: str, callbacks: list[Any]) -> bool:
+        """One session; False when the agent raised (the fragile tool)."""
+        question = f"fail {i}" if i % 3 == 0 else f"what is {i}?"
+        # A thread id is never reused: MemorySaver keeps a failed session's dangling tool call,
+        # and the next call on that thread raises INVALID_CHAT_HISTORY.
+        config: Any = {"configurable": {"thread_id": f"{label}-{tag}-{i}"}, "callbacks": callbacks}
+        inputs = {"messages": [("human", question)]}
+        try:
+            if mode == "ainvoke":
+                await graph.ainvoke(inputs, config=config)
+            else:
+                async for _ in graph.astream_events(inputs, config=config, version="v2"):
+                    pass
+        except Exception:  # the fragile tool's error, raised through the graph
+            return False
+        return True
+
+    async def one_round(tag: str, callbacks: list[Any]) -> int:
+        """A round of concurrent sessions; how many failed."""
+        done = await asyncio.gather(*(session(i, tag, callbacks) for i in range(sessions)))
+        return sum(1 for ok in done if not ok)
+
+    # Events and runs of a round, counted by handlers of their own (the workload is
+    # deterministic); then a warm-up round with the variant's handlers, drained.
+    counter, runs = parent_cpu._counting_noop(), _run_counter()
+    failed = await one_round("count", [counter, runs])
+    await one_round("warmup", handlers)
+    for handler in ours:
+        await handler.aflush_tracker(timeout=300)
+    enqueued0 = [parent_cpu._stat(h, "enqueued") or 0 for h in ours]
+    gc.collect()  # every variant starts its timed rounds from the same clean heap
+
+    walls: list[float] = []
+    cpus: list[float] = []
+    main_cpus: list[float] = []
+    gc_ns: list[float] = []
+    full_gcs: list[int] = []
+    children0 = parent_cpu._descendants_cpu()
+    # min_ms=0: every collection, in any thread (each holds the GIL for its whole length).
+    with GcWatch(min_ms=0.0) as watch:
+        for r in range(rounds):
+            cpu0, main0, wall0 = time.process_time(), time.thread_time(), time.perf_counter()
+            await one_round(f"round{r}", handlers)
+            walls.append(time.perf_counter() - wall0)
+            main_cpus.append(time.thread_time() - main0)
+            cpus.append(time.process_time() - cpu0)
+            pauses = watch.take()
+            gc_ns.append(sum(p[1] for p in pauses))
+            full_gcs.append(sum(1 for p in pauses if p[0] == 2))
+    children_s = parent_cpu._descendants_cpu() - children0
+
+    enqueued = [
+        (parent_cpu._stat(h, "enqueued") or 0) - e0 for h, e0 in zip(ours, enqueued0, strict=True)
+    ]
+    dropped_before = [parent_cpu._stat(h, "dropped") for h in ours]
+    pending = [parent_cpu._stat(h, "pending") for h in ours]
+    flushed = time.perf_counter()
+    # Under CHILD_TIMEOUT: a finish that hangs comes back as a failed result, not a killed child.
+    results = [await h.aflush_tracker(finish=True, timeout=FINISH_TIMEOUT) for h in ours]
+    finish_s = time.perf_counter() - flushed
+    return {
+        "events_per_round": counter.events,
+        "runs_per_round": runs.runs,
+        "failed_per_round": failed,
+        "start_s": start_s,
+        "walls": walls,
+        "cpus": cpus,
+        "main_cpus": main_cpus,
+        "gc_ns": gc_ns,
+        "full_gcs": full_gcs,
+        "children_s": children_s,
+        "enqueued": enqueued,
+        "pending_at_end": pending,
+        "dropped": dropped_before,
+        "dropped_after_finish": [parent_cpu._stat(h, "dropped") for h in ours],
+        "finish_s": finish_s if ours else None,
+        "finish_ok": all(r.ok for r in results) if ours else None,
+        "finish_errors": [str(r) for r in results if not r.ok],
+    }
+
+
+def _child_main(argv: list[str]) -> None:
+    """``run KIND MODE SESSIONS ROUNDS LABEL OUT RESULT``: one process's numbers, as JSON."""
+    from benchmarks.common import prepare_environment
+
+    _, kind, mode, sessions, rounds, label, out_arg, result_arg = argv
+    out, result = Path(out_arg), Path(result_arg)
+    out.mkdir(parents=True, exist_ok=True)
+    prepare_environment(out)  # before anything imports an SDK
+    found = asyncio.run(
+        _agent_rounds(kind, mode, int(sessions), int(rounds), label, out / "offline")
+    )
+    result.write_text(json.dumps(found), encoding="utf-8")
+
+
+# -- parent side -----------------------------------------------------------------------------------
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def _ms(seconds: float) -> str:
+    return "n/a" if math.isnan(seconds) else f"{seconds * 1e3:.0f} ms"
+
+
+def _ratios(values: list[float]) -> str:
+    """``1.42x (1.30x … 1.61x)``: the median and the spread of per-repetition ratios."""
+    values = [v for v in values if not math.isnan(v)]
+    if len(values) <= 1:
+        return fmt_ratio(values[0] if values else math.nan)
+    return f"{fmt_ratio(_median(values))} ({fmt_ratio(min(values))} … {fmt_ratio(max(values))})"
+
+
+def run(sizes: Sizes, tmp: Path) -> list[Table]:
+    """Every (variant, mode) in its own process, interleaved; one table with a mode column."""
+    sz = AgentSizes.of(sizes)
+    # runs[(mode, key)][repetition] = what that process measured
+    runs: dict[tuple[str, str], dict[int, dict[str, Any]]] = {
+        (mode, key): {} for mode in MODES for key, _, _ in VARIANTS
+    }
+    errors: list[str] = []
+    for rep in range(sz.repetitions):
+        for m, mode in enumerate(MODES):
+            chosen = [v for v in VARIANTS if v[0] != "seeds" or rep < sz.seed_repetitions]
+            for key, name, _ in rotated(chosen, rep + m):
+                label = f"{key}-{mode}-rep{rep}"
+                log(f"agents: repetition {rep + 1}/{sz.repetitions}, {mode}: {name}")
+                args = ["run", key, mode, str(sz.sessions), str(sz.rounds), label]
+                found = parent_cpu._child(
+                    args, tmp / label, f"agents: {label}", "benchmarks.agents", CHILD_TIMEOUT
+                )
+                if "error" in found:
+                    errors.append(f"{mode}, {name}, repetition {rep + 1}: {found['error']}")
+                    continue
+                found["median_s"] = _median(found["walls"])
+                found["mean_s"] = statistics.fmean(found["walls"])
+                runs[(mode, key)][rep] = found
+                log(
+                    f"agents:   median round {_ms(found['median_s'])}, mean "
+                    f"{_ms(found['mean_s'])}, GC {sum(found['gc_ns']) / 1e6:.0f} ms, "
+                    f"finish {found['finish_s'] or 0:.1f}s"
+                )
+    return [_table(sz, runs, errors)]
+
+
+def _table(
+    sz: AgentSizes, runs: dict[tuple[str, str], dict[int, dict[str, Any]]], errors: list[str]
+) -> Table:
+    table = Table(
+        id="agents",
+        title=(
+            f"15. LangGraph agents: {sz.sessions} concurrent ReAct-agent sessions per round, "
+            f"{sz.rounds} rounds per process, {sz.repetitions} "
+            f"repetition{'s' if sz.repetitions != 1 else ''}"
+        ),
+        target=(
+            f"TrackerCallbackHandler with ClearML + Comet + JSON lines ≤ {TARGET:.2f}x no "
+            "handler's round wall time, in both modes (ainvoke and astream_events)"
+        ),
+        columns=[
+            "mode",
+            "variant",
+            "round wall: median (mean)",
+            "vs no handler (median rounds)",
+            "vs no handler (mean rounds)",
+            "vs no-op: median rounds",
+            "app CPU / round (main thread)",
+            "app CPU / event",
+            "GC / round (full GCs per round)",
+            "tracker worker CPU / round",
+            "finish (information)",
+            "events: enqueued / dropped",
+            f"≤ {TARGET:.2f}x?",
+        ],
+    )
+
+    def ratios(mode: str, key: str, base: str, field: str) -> list[float]:
+        """Per repetition: this variant's figure over the base variant's in that repetition."""
+        mine, theirs = runs[(mode, key)], runs[(mode, base)]
+        return [m[field] / theirs[r][field] for r, m in mine.items() if r in theirs]
+
+    for mode in MODES:
+        # The workload is deterministic: any process of the mode has the round's counts.
+        first = next((m for (md, _), by in runs.items() if md == mode for m in by.values()), None)
+        if first is not None:
+            table.notes.append(
+                f"{mode}: a round is {first['events_per_round']:,} callback events and "
+                f"{first['runs_per_round']:,} runs ({first['events_per_round'] / sz.sessions:.1f} "
+                f"events and {first['runs_per_round'] / sz.sessions:.1f} runs per session; "
+                f"{first['failed_per_round']} of {sz.sessions} sessions fail)."
+            )
+        for key, name, info in VARIANTS:
+            ms = list(runs[(mode, key)].values())
+            if not ms:
+                table.add(mode, name, "**error**", *[""] * (len(table.columns) - 3))
+                continue
+            k = len(ms[0]["walls"])
+            vs_none = ratios(mode, key, "none", "median_s")
+            vs_none_mean = ratios(mode, key, "none", "mean_s")
+            vs_noop = ratios(mode, key, "noop", "median_s")
+            cpu_round = _median([statistics.fmean(m["cpus"]) for m in ms])
+            main_round = _median([statistics.fmean(m["main_cpus"]) for m in ms])
+            # Events in the timed rounds: what a handler enqueued (ours; with two handlers each
+            # event reaches both and counts once), else the counted events of a round times the
+            # rounds (the same deterministic workload).
+            events = [max(m["enqueued"], default=0) or m["events_per_round"] * k for m in ms]
+            cpu_event = _median([sum(m["cpus"]) / e * 1e6 for m, e in zip(ms, events, strict=True)])
+            gc_round = _median([sum(m["gc_ns"]) / k / 1e6 for m in ms])
+            full_round = _median([sum(m["full_gcs"]) / k for m in ms])
+            worker = _median([m["children_s"] / k for m in ms])
+            finishes = [m["finish_s"] for m in ms if m["finish_s"] is not None]
+            verdict = "—"
+            if key == "tracker":
+                median_ratio = _median(vs_none)
+                lost = any(any(m["dropped_after_finish"]) or not m["finish_ok"] for m in ms)
+                ok = not math.isnan(median_ratio) and median_ratio <= TARGET and not lost
+                verdict = ("yes" if ok else "**no**") + f" ({fmt_ratio(median_ratio)})"
+                check = f"{sz.sessions} agent sessions, {mode}: tracker ≤ {TARGET:.2f}x no handler"
+                table.verdicts[check] = ok
+                table.measured[check] = (
+                    f"{_ratios(vs_none)} median rounds, {_ratios(vs_none_mean)} mean rounds; "
+                    f"no-op {_ratios(ratios(mode, 'noop', 'none', 'median_s'))}"
+                )
+            elif info:
+                verdict = "information"
+            enq = [e for m in ms for e in m["enqueued"]]
+            dropped = [d or 0 for m in ms for d in m["dropped_after_finish"]]
+            table.add(
+                mode,
+                name,
+                f"{_ms(_median([m['median_s'] for m in ms]))} "
+                f"({_ms(_median([m['mean_s'] for m in ms]))})",
+                "—" if key == "none" else _ratios(vs_none),
+                "—" if key == "none" else _ratios(vs_none_mean),
+                "—" if key in ("none", "noop") else _ratios(vs_noop),
+                f"{_ms(cpu_round)} ({_ms(main_round)})",
+                "n/a" if math.isnan(cpu_event) else f"{cpu_event:.0f} µs",
+                f"{gc_round:.1f} ms ({full_round:.2f})",
+                "—" if key in ("none", "noop") else _ms(worker),
+                "—" if not finishes else f"{_median(finishes):.1f} s",
+                "—" if not enq else f"{_median(enq):,.0f} / {max(dropped):,}",
+                verdict,
+            )
+            # A run that lost events, or whose finish failed, says so.
+            for rep, m in sorted(runs[(mode, key)].items()):
+                where = f"{mode}, {name}, repetition {rep + 1}"
+                if any(m["dropped_after_finish"]):
+                    table.notes.append(f"{where}: dropped {m['dropped_after_finish']} events.")
+                if m["finish_ok"] is False:
+                    table.notes.append(f"{where}: finish failed: {'; '.join(m['finish_errors'])}")
+                expected = m["events_per_round"] * k
+                if any(e != expected for e in m["enqueued"]):
+                    table.notes.append(
+                        f"{where}: enqueued {m['enqueued']} in the timed rounds, "
+                        f"{expected:,} counted."
+                    )
+    table.notes += [
+        f"Workload: `tests.langgraph_agent.agent()` (LangGraph `create_react_agent`, a "
+        f"tool-calling fake chat model, tools `lookup` and `fragile`, MemorySaver). A round is "
+        f"{sz.sessions} sessions at once (`asyncio.gather`); session i asks `fail i` when "
+        "i % 3 == 0 (the fragile tool raises; the agent's exception is caught), else "
+        "`what is i?` (a tool call, then the answer). Every session has a thread id of its own, "
+        "never reused. Modes: `await graph.ainvoke(…)` and "
+        "`async for _ in graph.astream_events(…, version='v2')`; the model streams only in the "
+        "latter (its tokens are events).",
+        f"Each (variant, mode) is a fresh process; {sz.repetitions} repetitions, each running "
+        "both modes and, per mode, the variants in a rotating order (the seed classes in the "
+        f"first {sz.seed_repetitions} only). In a process: handlers built and started (tracker "
+        "worker, Task, Experiment), one round counted by counting handlers, one warm-up round "
+        f"with the variant's handlers (then drained), `gc.collect()`, then {sz.rounds} timed "
+        "rounds back to back; then `aflush_tracker(finish=True)`, timed apart (information).",
+        "Round wall: the median of a process's rounds, then the median over repetitions (in "
+        "brackets: the mean of a process's rounds, which counts the rounds a full collection "
+        "stalled). Ratios: per repetition, the variant's process over the no-handler (or no-op) "
+        "process of the same repetition and mode, then the median of those per-repetition "
+        "ratios (min … max in brackets where there are several); median rounds: of each "
+        "process's median round; mean rounds: of each process's mean round. The verdict uses "
+        "the median-rounds ratio and also requires no dropped events and a finish that "
+        "succeeded.",
+        "App CPU: `time.process_time()` of the application process over the timed rounds (all "
+        "its threads, the tracker's queue thread included), per round and per event (events: "
+        "the handler's `enqueued` in the timed rounds; without one, the counted events); in "
+        "brackets `time.thread_time()` of the event loop's thread (LangGraph, LangChain and the "
+        "callbacks themselves), the rest being other threads. GC: "
+        "every collection's duration in the timed rounds (`gc.callbacks`, any thread). Tracker "
+        "worker CPU: the application's live descendants' user+system seconds over the timed "
+        "rounds (the worker runs at niceness 10 on the same 2 cores). Events: the handler's "
+        "`enqueued` in the timed rounds (median per process) / `dropped` after the finish (max).",
+        "Handlers: `TrackerCallbackHandler([sinks.clearml(task_name=…), sinks.comet(name=…), "
+        "sinks.jsonl(dir)], offline_dir=dir)` with its defaults; the seed classes with theirs; "
+        "all offline (the benchmark removes API keys and sets offline mode).",
+    ]
+    table.notes += errors
+    table.raw = {
+        "runs": {f"{mode}:{key}": v for (mode, key), v in runs.items()},
+        "sizes": sz.__dict__,
+    }
+    return table
+
+
+# -- command line ----------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone run of the phase, printing its table (or a child's run, for the parent)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "run":
+        _child_main(argv)
+        return 0
+    from benchmarks.common import prepare_environment
+    from benchmarks.report import _md_table
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.agents", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="the smoke-test sizes")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    args = parser.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="tracker-agents-"))
+    prepare_environment(tmp)
+    started = time.perf_counter()
+    table = run(Sizes.named("quick" if args.quick else "full"), tmp)[0]
+    print(f"\n## {table.title}\n\nTarget: {table.target}.\n")
+    print("\n".join(_md_table(table)))
+    print("\n" + "\n".join(f"- {note}" for note in table.notes))
+    print(f"\n{time.perf_counter() - started:.0f}s; tmp {tmp}")
+    if not args.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
