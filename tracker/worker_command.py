@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tracker import sinks
 from tracker.settings import resolve_offline_dir
+from workers import gc_policy
 from workers.link import NOT_INHERITED
 from workers.options import SERVING_DEFAULTS, PipelineOptions
 from workers.sinks.spec import SinkSpec
@@ -97,6 +98,7 @@ def run_worker(args: argparse.Namespace, stop: threading.Event | None = None) ->
         session_seconds=args.session_seconds,
         stop=stop,
     )
+    gc_policy.tune()  # a program of ours: its collector is ours to set
     deadline = time.monotonic() + args.max_seconds if args.max_seconds else None
     stats = worker.run(drain=args.drain, deadline=deadline)
     print(

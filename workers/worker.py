@@ -30,7 +30,7 @@ import time
 from concurrent.futures import Future
 from typing import IO, Any
 
-from workers import wire
+from workers import gc_policy, wire
 from workers.flush import FlushRequest, FlushResult
 from workers.pipeline import Pipeline
 from workers.plan import PipelinePlan
@@ -234,6 +234,7 @@ def main() -> None:
     sys.stdout = sys.stderr
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     _lower_priority()
+    gc_policy.tune()
     worker = Worker(sys.stdin.buffer, replies)
     try:
         worker.serve()
