@@ -26,7 +26,6 @@ import asyncio
 import gc
 import json
 import math
-import shutil
 import statistics
 import sys
 import tempfile
@@ -447,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         _child_main(argv)
         return 0
     from benchmarks.common import prepare_environment
-    from benchmarks.report import _md_table
+    from benchmarks.report import print_standalone
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.agents", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="the smoke-test sizes")
@@ -456,13 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="tracker-agents-"))
     prepare_environment(tmp)
     started = time.perf_counter()
-    table = run(Sizes.named("quick" if args.quick else "full"), tmp)[0]
-    print(f"\n## {table.title}\n\nTarget: {table.target}.\n")
-    print("\n".join(_md_table(table)))
-    print("\n" + "\n".join(f"- {note}" for note in table.notes))
-    print(f"\n{time.perf_counter() - started:.0f}s; tmp {tmp}")
-    if not args.keep:
-        shutil.rmtree(tmp, ignore_errors=True)
+    tables = run(Sizes.named("quick" if args.quick else "full"), tmp)
+    print_standalone(tables, started, tmp, args.keep)
     return 0
 
 

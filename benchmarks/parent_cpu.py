@@ -29,7 +29,6 @@ import json
 import math
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -664,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in ("serve", "script", "bare"):
         _child_main(argv)
         return 0
-    from benchmarks.report import _md_table
+    from benchmarks.report import print_standalone
 
     full = PhaseSizes.named("full")
     parser = argparse.ArgumentParser(prog="python -m benchmarks.parent_cpu", description=__doc__)
@@ -691,13 +690,7 @@ def main(argv: list[str] | None = None) -> int:
         tables.append(run_parent_cpu(sizes, tmp))
     if args.only in (None, "short_script"):
         tables.append(run_short_script(sizes, tmp))
-    for table in tables:
-        print(f"\n## {table.title}\n\nTarget: {table.target}.\n")
-        print("\n".join(_md_table(table)))
-        print("\n" + "\n".join(f"- {note}" for note in table.notes))
-    print(f"\n{time.perf_counter() - started:.0f}s; tmp {tmp}")
-    if not args.keep:
-        shutil.rmtree(tmp, ignore_errors=True)
+    print_standalone(tables, started, tmp, args.keep)
     return 0
 
 

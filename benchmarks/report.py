@@ -82,6 +82,21 @@ def _md_table(table: Table) -> list[str]:
     return lines
 
 
+def print_standalone(tables: list[Table], started: float, tmp: Path, keep: bool) -> None:
+    """A phase module run on its own (``python -m benchmarks.X``): print its tables as
+    Markdown, how long it took, and remove its temporary folder unless ``keep``."""
+    import time
+
+    for table in tables:
+        print(f"\n## {table.title}\n\nTarget: {table.target}.\n")
+        print("\n".join(_md_table(table)))
+        if table.notes:
+            print("\n" + "\n".join(f"- {note}" for note in table.notes))
+    print(f"\n{time.perf_counter() - started:.0f}s; tmp {tmp}")
+    if not keep:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _summary_target(table: Table, check: str) -> str:
     """The Summary's target cell: the table's number and name ("2. Chain overhead").
 

@@ -37,7 +37,6 @@ import json
 import math
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -1180,7 +1179,7 @@ def main(argv: list[str] | None = None) -> int:
         _child_main(argv)
         return 0
     from benchmarks.common import prepare_environment
-    from benchmarks.report import _md_table
+    from benchmarks.report import print_standalone
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.stream", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="the smoke-test sizes")
@@ -1191,14 +1190,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare_environment(tmp)
     started = time.perf_counter()
     tables = run(Sizes.named("quick" if args.quick else "full"), tmp, args.only)
-    for table in tables:
-        print(f"\n## {table.title}\n\nTarget: {table.target}.\n")
-        print("\n".join(_md_table(table)))
-        if table.notes:
-            print("\n" + "\n".join(f"- {note}" for note in table.notes))
-    print(f"\n{time.perf_counter() - started:.0f}s; tmp {tmp}")
-    if not args.keep:
-        shutil.rmtree(tmp, ignore_errors=True)
+    print_standalone(tables, started, tmp, args.keep)
     return 0
 
 
