@@ -99,4 +99,6 @@ def test_the_report_renders_from_every_archive_in_a_real_browser(offline_dir: Pa
         assert any(t.startswith("Run tree of trace") for t in titles), titles
         assert drawn >= 2 * 6, (name, drawn)  # every chart drawn (Plotly: 2+ SVGs each)
         assert "1 failed runs of 15" in dom or "2 failed runs of 15" in dom, name
-        assert "ChatPromptTemplate" in dom  # the run tree names the runs
+        # The run tree names the runs of the slowest trace: a chat chain's prompt, or, when a
+        # pause on a loaded machine made the failing chain the slowest, its failing step.
+        assert "ChatPromptTemplate" in dom or "failing" in dom
