@@ -134,6 +134,24 @@ class FlushWaiting:
         """The pipeline's counters (the pipeline's own)."""
         raise NotImplementedError
 
+    def drain_at_exit(self, timeout: float) -> None:
+        """Interpreter exit: deliver what is queued and finish, within ``timeout`` seconds."""
+        if self.closed:
+            return
+        result = self.flush(FlushRequest(finish=True), timeout)
+        if result.timed_out:
+            logger.warning(
+                "tracker: %d events were not delivered to %s when the exit drain timed out "
+                "after %.1fs",
+                result.pending,
+                self._destination(),
+                timeout,
+            )
+
+    def _destination(self) -> str:
+        """Where this pipeline delivers, as the exit drain's warning names it."""
+        return "the sinks"
+
     def _refuse_blocking_flush(self) -> None:
         """Raise where a blocking flush would wait for itself (nowhere, by default)."""
 

@@ -177,18 +177,6 @@ class Pipeline(FlushWaiting):
                 "wait for itself; use 'await handler.aflush_tracker(...)' there instead"
             )
 
-    def drain_at_exit(self, timeout: float) -> None:
-        """Interpreter exit: deliver what is queued and finish the sinks, within ``timeout``."""
-        if self.closed:
-            return
-        result = self.flush(FlushRequest(finish=True), timeout)
-        if result.timed_out:
-            logger.warning(
-                "tracker: %d events were still queued when the exit drain timed out after %.1fs",
-                result.pending,
-                timeout,
-            )
-
     def abandon(self) -> None:
         """The exit deadline passed: no more backend calls; what is left goes to the spools.
 

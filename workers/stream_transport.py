@@ -158,17 +158,9 @@ class StreamPipeline(FlushWaiting):
         """Ask the thread to ship a batch now (thread-safe, non-blocking)."""
         self._wake_event.set()
 
-    def drain_at_exit(self, timeout: float) -> None:
-        """Interpreter exit: ship (or spool) what is queued, within ``timeout``."""
-        if self.closed:
-            return
-        result = self.flush(FlushRequest(finish=True), timeout)
-        if result.timed_out:
-            logger.warning(
-                "tracker: %d events were not shipped to %s when the exit drain timed out",
-                result.pending,
-                self.url,
-            )
+    def _destination(self) -> str:
+        """The broker (what is not shipped by the exit drain's deadline is spooled)."""
+        return self.url
 
     def stats(self) -> dict[str, Any]:
         """Counters: ``processed`` counts events shipped (stream or spool) or withheld."""
