@@ -369,7 +369,9 @@ class ForwardingPipeline(FlushWaiting):
             payload = (seq, request[1])
         data = wire.frame(op, self.key, seq, payload)
         self._retain(seq, data, events)
-        self._link.write(data)  # a dead worker: the restart resends the retained frames
+        # A dead worker: the restart resends the retained frames. Batches of events may wait
+        # while this process is busy; anything else sends them at once (workers.outbox).
+        self._link.write(data, hold=op is Op.EVENTS)
         return seq
 
     def _retain(self, seq: int, data: bytes, events: int) -> None:

@@ -3,9 +3,10 @@
 Every handler of the application's process shares one :class:`WorkerLink`. It starts the worker
 program (``python -m workers.worker``, see there) when the first handler is built, so the
 backend sessions open while the application warms up, and it runs the one background thread the
-application's process has: it takes batches from the handlers' queues, encodes them
-(:mod:`workers.snapshot`) and writes them to the worker. A second thread reads the worker's
-replies (counters, flush results).
+application's process has: it takes batches from the handlers' queues and encodes them
+(:mod:`workers.snapshot`). A writer thread puts the frames into the worker's pipe
+(:mod:`workers.outbox`), and a third thread reads the worker's replies (counters, flush
+results).
 
 Worker death: if the worker exits unexpectedly (SIGKILL, out of memory), the link starts a new
 one and sends each handler's plan again, then every frame since that handler's last finished
@@ -32,7 +33,8 @@ import time
 from typing import IO, TYPE_CHECKING, Any
 
 from workers import wire
-from workers.options import EXIT_DRAIN_SECONDS
+from workers.options import EXIT_DRAIN_SECONDS, hold_while_busy_seconds
+from workers.outbox import Outbox
 from workers.wire import Op
 
 if TYPE_CHECKING:
@@ -45,6 +47,9 @@ EXIT_GRACE_SECONDS = 5.0
 RESTART_PAUSE_SECONDS = 1.0
 #: How often the background thread looks at quiet queues (a full batch wakes it at once).
 POLL_SECONDS = 0.05
+#: Bytes of encoded frames waiting for the worker's pipe before the forwarding thread waits too
+#: (the frames are the resend buffer's, which holds up to 16 MB of them: this adds no memory).
+OUTBOX_LIMIT_BYTES = 8 * 1024 * 1024
 # ClearML marks the process that ran Task.init; a child inheriting the mark takes itself for a
 # sub-process of that Task and gets a stub. The worker is a program of its own.
 NOT_INHERITED = ("CLEARML_PROC_MASTER_ID", "TRAINS_PROC_MASTER_ID")
@@ -55,12 +60,15 @@ class WorkerLink:
 
     def __init__(self) -> None:
         """Nothing starts until the first handler attaches."""
-        self._lock = threading.RLock()  # the pipeline table and the write end of the pipe
+        self._lock = threading.RLock()  # the pipeline table and which worker is current
         self._pipelines: dict[int, ForwardingPipeline] = {}
         self._finished: dict[int, ForwardingPipeline] = {}  # still get the worker's last counts
         self._keys = itertools.count(1)
         self._process: subprocess.Popen[bytes] | None = None
         self._wake = threading.Event()
+        self._outbox = Outbox(
+            OUTBOX_LIMIT_BYTES, self._broken, hold_seconds=hold_while_busy_seconds()
+        )
         self._thread: threading.Thread | None = None
         self._dead = False
         self._stopping = False
@@ -132,6 +140,8 @@ class WorkerLink:
         self._process = process
         self._spawned.append(process)
         self._dead = False
+        assert process.stdin is not None
+        self._outbox.open(process.stdin)
         threading.Thread(
             target=self._read_replies,
             args=(process,),
@@ -148,29 +158,21 @@ class WorkerLink:
     def _send_open(self, pipeline: ForwardingPipeline) -> None:
         self.write(wire.frame(Op.OPEN, pipeline.key, 0, pipeline.plan))
 
-    def write(self, data: bytes) -> bool:
-        """Write one frame to the worker; False when it is gone (a restart will resend).
+    def write(self, data: bytes, *, urgent: bool = False, hold: bool = False) -> bool:
+        """Send one frame to the worker, in order; False when it is gone (a restart will
+        resend) or, at exit, when its pipe stayed full past the exit's own deadline.
 
-        At exit the wait for the pipe is bounded by the exit's own deadline.
+        ``urgent``: ahead of every frame still waiting for the pipe. ``hold``: a batch of
+        events, which may wait while this process is busy (:mod:`workers.outbox`).
         """
-        deadline = self._write_deadline
-        timeout = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
-        if not self._lock.acquire(timeout=timeout):
+        if self._dead:
             return False
-        try:
-            process = self._process
-            if process is None or process.stdin is None or self._dead:
-                return False
-            try:
-                process.stdin.write(data)
-                process.stdin.flush()
-            except (BrokenPipeError, OSError, ValueError):
-                self._dead = True
-                self._wake.set()
-                return False
-            return True
-        finally:
-            self._lock.release()
+        return self._outbox.put(data, deadline=self._write_deadline, urgent=urgent, hold=hold)
+
+    def _broken(self) -> None:
+        """The writer thread found the worker's pipe closed: start a new worker."""
+        self._dead = True
+        self._wake.set()
 
     def _read_replies(self, process: subprocess.Popen[bytes]) -> None:
         stream: IO[bytes] | None = process.stdout
@@ -300,7 +302,7 @@ class WorkerLink:
         self, pipelines: list[ForwardingPipeline], requests: list[Any], end: float
     ) -> None:
         """Past the deadline: the worker spools instead of writing; we send it all we have."""
-        self.write(wire.frame(Op.ABANDON, 0, 0, None))
+        self.write(wire.frame(Op.ABANDON, 0, 0, None), urgent=True)
         for pipeline in pipelines:
             pipeline.pump_all()
         for request in requests:
@@ -308,20 +310,20 @@ class WorkerLink:
                 request.done.result(max(0.0, end - time.monotonic()))
 
     def _stop_worker(self, grace: float) -> None:
-        """Close the pipe (the worker finishes and exits); kill it after ``grace`` seconds.
+        """Let the worker read what waits for it, close the pipe (the worker finishes and exits);
+        kill it if it is still there ``grace`` seconds from now.
 
-        A worker that stopped reading holds our writer in a pipe write (and with it the lock):
-        then it is killed at once, which fails that write and frees the writer.
+        A worker that stopped reading holds our writer thread in a pipe write: it is killed at
+        once, which fails that write and frees the writer.
         """
-        got = self._lock.acquire(timeout=grace)
-        self._stopping = True
-        process, self._process = self._process, None
-        if got:
-            self._lock.release()
+        end = time.monotonic() + grace
+        with self._lock:
+            self._stopping = True
+            process, self._process = self._process, None
         self._wake.set()
         if process is None:
             return
-        if not got:
+        if not self._outbox.finish(end):
             logger.warning("tracker: the tracker worker stopped reading its pipe: killed")
             process.kill()
             process.wait()
@@ -330,7 +332,7 @@ class WorkerLink:
             if process.stdin is not None:
                 process.stdin.close()
         try:
-            process.wait(grace)
+            process.wait(max(0.1, end - time.monotonic()))
         except subprocess.TimeoutExpired:
             logger.warning("tracker: the tracker worker did not stop within %.1fs: killed", grace)
             process.kill()

@@ -34,6 +34,21 @@ COMPLEXITY_BUDGET_FACTOR = 3.0
 #: Environment variable: seconds the exit drain waits for the handlers' finish (default 10).
 EXIT_DRAIN_ENV = "TRACKER_EXIT_DRAIN_SECONDS"
 EXIT_DRAIN_SECONDS = float(os.environ.get(EXIT_DRAIN_ENV, "10"))
+#: Environment variable: seconds a batch may wait in the application's process while the
+#: process is busy (0 sends every batch at once). See :mod:`workers.outbox`.
+HOLD_WHILE_BUSY_ENV = "TRACKER_HOLD_WHILE_BUSY_SECONDS"
+DEFAULT_HOLD_WHILE_BUSY_SECONDS = 2.0
+
+
+def hold_while_busy_seconds() -> float:
+    """The hold in force (read when a process starts its tracker worker)."""
+    raw = os.environ.get(HOLD_WHILE_BUSY_ENV)
+    try:
+        return max(0.0, float(raw)) if raw else DEFAULT_HOLD_WHILE_BUSY_SECONDS
+    except ValueError:
+        raise ValueError(
+            f"{HOLD_WHILE_BUSY_ENV} must be a number of seconds, got {raw!r}"
+        ) from None
 
 
 def default_metric_processes() -> int:

@@ -1,0 +1,298 @@
+"""The frames between the application and its tracker worker wait as bytes, not as live events.
+
+- :class:`workers.outbox.Outbox` on a real pipe: order, the byte limit, urgent frames, a new
+  worker's pipe, a broken one.
+- A real worker that stops reading (SIGSTOP): the callbacks' objects are let go as soon as they
+  are encoded, not held in the queue until the worker reads again; everything still arrives.
+- An application whose worker never reads again still exits within its deadlines.
+- Batches wait while the process is busy, until a flush (or the hold's end) sends them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+from langchain_core.runnables import RunnableLambda
+
+from tracker import TrackerCallbackHandler, sinks
+from workers.busy import BusyMeter
+from workers.link import current_link
+from workers.outbox import Outbox
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        data += os.read(fd, size - len(data))
+    return data
+
+
+def _close(read: int, stream: Any) -> None:
+    """The reader's end first: a writer still waiting in the pipe fails instead of hanging."""
+    os.close(read)
+    with contextlib.suppress(OSError):
+        stream.close()
+
+
+def test_frames_arrive_in_order_and_urgent_ones_first() -> None:
+    outbox = Outbox(1 << 20, lambda: None)
+    assert not outbox.put(b"early"), "a frame was taken before there was a pipe"
+    read, write = os.pipe()
+    stream = os.fdopen(write, "wb")
+    outbox.open(stream)
+    try:
+        big = b"a" * (1 << 17)  # more than the pipe holds: the writer waits in it
+        assert outbox.put(big)
+        deadline = time.monotonic() + 5
+        while outbox.pending_bytes and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert outbox.put(b"1") and outbox.put(b"2")
+        assert outbox.put(b"!", urgent=True)
+        assert _read_all(read, len(big) + 3) == big + b"!12"
+        assert outbox.finish(time.monotonic() + 5)
+    finally:
+        _close(read, stream)
+
+
+def test_a_full_outbox_holds_the_sender_back_until_the_pipe_drains() -> None:
+    read, write = os.pipe()
+    stream = os.fdopen(write, "wb")
+    outbox = Outbox(256 * 1024, lambda: None)
+    outbox.open(stream)
+    try:
+        frame = b"x" * (64 * 1024)
+        # The pipe (64 KB here, possibly more) and then the outbox fill; a put must then wait.
+        accepted = 0
+        while outbox.put(frame, deadline=time.monotonic() + 0.3):
+            accepted += 1
+            assert accepted < 200, "the outbox never filled: no bound"
+        assert outbox.pending_bytes >= 256 * 1024 - len(frame)
+        reader = threading.Thread(target=_read_all, args=(read, (accepted + 1) * len(frame)))
+        reader.start()
+        assert outbox.put(frame, deadline=time.monotonic() + 10), "room came, the put did not"
+        reader.join(10)
+        assert not reader.is_alive(), "frames were lost on the way"
+        assert outbox.finish(time.monotonic() + 5)
+    finally:
+        _close(read, stream)
+
+
+def test_a_broken_pipe_is_reported_and_a_new_one_gets_only_new_frames() -> None:
+    broken = threading.Event()
+    outbox = Outbox(1 << 20, broken.set)
+    read, write = os.pipe()
+    stream = os.fdopen(write, "wb")
+    outbox.open(stream)
+    os.close(read)  # the worker is gone
+    outbox.put(b"lost")
+    assert broken.wait(5), "a write into a closed pipe was not reported"
+    assert not outbox.put(b"refused"), "a frame was taken for a pipe that broke"
+    with contextlib.suppress(OSError):  # what the failed write left in the buffer
+        stream.close()
+
+    read, write = os.pipe()
+    stream = os.fdopen(write, "wb")
+    outbox.open(stream)
+    try:
+        assert outbox.put(b"fresh")
+        assert outbox.finish(time.monotonic() + 5)
+        stream.close()
+        assert os.read(read, 100) == b"fresh"
+    finally:
+        os.close(read)
+
+
+class Marker:
+    """A chain output that only the tracker's queue keeps alive once the chain returned."""
+
+
+def test_a_stopped_worker_does_not_keep_the_callbacks_objects_alive(offline_dir: Path) -> None:
+    handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
+    assert handler.flush_tracker(timeout=60).ok
+    link = current_link()
+    assert link is not None and link.worker_pid is not None
+    pid = link.worker_pid
+    echo = RunnableLambda(lambda text: text, name="echo")
+    marked: list[weakref.ref[Marker]] = []
+
+    def mark(_: str) -> Marker:
+        marker = Marker()
+        marked.append(weakref.ref(marker))
+        return marker
+
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        # 2 MB of events: far more than the pipe holds, well under the outbox's limit.
+        for i in range(20):
+            echo.invoke(f"{i:04d}" + "x" * 50_000, config={"callbacks": [handler]})
+        RunnableLambda(mark, name="mark").invoke("m", config={"callbacks": [handler]})
+        deadline = time.monotonic() + 10
+        while marked[0]() is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            gc.collect()
+        assert marked[0]() is None, "the event waits in the queue, alive, for the worker to read"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    result = handler.flush_tracker(finish=True, timeout=120)
+    assert result.ok, result
+    stats = handler.stats()
+    assert stats["enqueued"] == stats["processed"] == 42 and stats["dropped"] == 0, stats
+    lines = [json.loads(line) for line in handler.archive_paths["jsonl"].read_text().splitlines()]
+    records = [r for r in lines if r.get("type") == "record"]
+    starts = [r["name"] for r in records if r["kind"] == "on_chain_start"]
+    assert starts == ["echo"] * 20 + ["mark"]  # in order, each once
+    assert "Marker object" in json.dumps(records[-1]["fields"])  # converted here, logged there
+
+
+def test_exit_is_bounded_when_the_worker_never_reads_again(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import os, signal
+        from langchain_core.runnables import RunnableLambda
+        from tracker import TrackerCallbackHandler, sinks
+        from workers.link import current_link
+
+        handler = TrackerCallbackHandler([sinks.jsonl({str(tmp_path)!r})])
+        handler.flush_tracker(timeout=60)
+        pid = current_link().worker_pid
+        print(pid, flush=True)
+        os.kill(pid, signal.SIGSTOP)
+        echo = RunnableLambda(lambda text: text)
+        for i in range(40):
+            echo.invoke("x" * 50_000, config={{"callbacks": [handler]}})
+        """
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TRACKER_EXIT_DRAIN_SECONDS": "1"},
+    )
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr[-2000:]
+    pid = int(done.stdout.split()[0])
+    # The drain (1 s) and the grace (5 s), plus the start-up; never the worker's whim.
+    assert took < 25, took
+    assert "stopped reading its pipe: killed" in done.stderr, done.stderr[-2000:]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        raise AssertionError("the stopped worker outlived the application")
+
+
+def _readable(fd: int, size: int, timeout: float) -> bytes:
+    """What arrives on a non-blocking ``fd`` within ``timeout`` seconds (up to ``size``)."""
+    got = b""
+    deadline = time.monotonic() + timeout
+    while len(got) < size and time.monotonic() < deadline:
+        try:
+            got += os.read(fd, size - len(got))
+        except BlockingIOError:
+            time.sleep(0.01)
+    return got
+
+
+def test_a_busy_process_holds_batches_until_a_flush_or_the_hold_ends() -> None:
+    always_busy = BusyMeter(share=0.0, window=0.0)
+    outbox = Outbox(1 << 20, lambda: None, hold_seconds=30, meter=always_busy)
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    stream = os.fdopen(write, "wb")
+    outbox.open(stream)
+    try:
+        assert outbox.put(b"e1", hold=True)
+        assert _readable(read, 1, 0.3) == b"", "a batch went out while the process was busy"
+        assert outbox.put(b"F")  # a flush: it and everything before it go at once
+        assert _readable(read, 3, 5) == b"e1F"
+        outbox.hold_seconds = 0.3
+        started = time.monotonic()
+        assert outbox.put(b"e2", hold=True)
+        assert _readable(read, 2, 5) == b"e2"
+        assert time.monotonic() - started >= 0.25, "the hold ended early"
+        outbox.hold_bytes = 4  # a held backlog past its bytes goes too
+        assert outbox.put(b"e3", hold=True) and outbox.put(b"e4", hold=True)
+        assert _readable(read, 4, 5) == b"e3e4"
+        outbox.hold_seconds = 30
+        outbox.hold_bytes = 1 << 20
+        assert outbox.put(b"e5", hold=True)
+        assert outbox.finish(time.monotonic() + 5), "finish waited for the hold"
+        assert _readable(read, 2, 1) == b"e5"
+    finally:
+        _close(read, stream)
+
+
+def test_an_idle_process_sends_batches_at_once() -> None:
+    never_busy = BusyMeter(share=float("inf"), window=0.0)
+    outbox = Outbox(1 << 20, lambda: None, hold_seconds=30, meter=never_busy)
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    stream = os.fdopen(write, "wb")
+    outbox.open(stream)
+    try:
+        assert outbox.put(b"e1", hold=True)
+        assert _readable(read, 2, 2) == b"e1"
+    finally:
+        _close(read, stream)
+
+
+def test_a_handler_in_a_busy_process_sends_at_its_flush(offline_dir: Path) -> None:
+    handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
+    assert handler.flush_tracker(timeout=60).ok
+    echo = RunnableLambda(lambda text: text, name="echo")
+    stop = threading.Event()
+
+    def spin() -> None:  # the application computing: a core's worth of CPU
+        while not stop.is_set():
+            sum(range(1000))
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        time.sleep(0.2)
+        for i in range(10):
+            echo.invoke(str(i), config={"callbacks": [handler]})
+        time.sleep(0.8)
+        assert handler.stats()["processed"] == 0, "the worker got events in the middle of a burst"
+        started = time.monotonic()
+        result = handler.flush_tracker(timeout=60)
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        spinner.join()
+    assert result.ok and result.written == 20, result
+    assert took < 1.5, f"the flush waited for the hold to end ({took:.2f}s)"
+    assert handler.flush_tracker(finish=True, timeout=60).ok
+
+
+def test_the_busy_meter_tells_computing_from_waiting() -> None:
+    meter = BusyMeter(share=0.5, window=0.05)
+    time.sleep(0.2)
+    assert meter.busy(), "after a pause the verdict waits for a fresh window, counted busy"
+    time.sleep(0.06)  # a window of waiting
+    assert not meter.busy()
+    until = time.monotonic() + 0.06
+    while time.monotonic() < until:  # a window of computing
+        sum(range(1000))
+    assert meter.busy()
