@@ -3,8 +3,9 @@
 Read this file top to bottom: it is all the tracker does on the caller's path. No copies (but a
 shallow one of chain input/output dicts, so a caller reusing its dict cannot change what is
 logged), no conversion, no logging, no lock, no SDK call. Everything else happens behind the
-queue: one background thread of this process ships batches (``workers/link.py``) to the tracker
-worker, a program of its own (``workers/worker.py``).
+queue: a background thread of this process encodes batches (``workers/link.py``) and another
+writes them (``workers/outbox.py``) to the tracker worker, a program of its own
+(``workers/worker.py``).
 
 Why synchronous methods with ``run_inline = True``: LangChain calls such a method directly from
 both of its managers. In async chains that is one call, no task, no thread-pool hop; in sync

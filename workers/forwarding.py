@@ -2,8 +2,9 @@
 
 The handler appends to :attr:`ForwardingPipeline.queue` (the hot path, ``tracker/handler.py``).
 The link's background thread calls :meth:`ForwardingPipeline.pump`, which takes batches in
-order, encodes them (:mod:`workers.snapshot`) and writes them to the tracker worker, where the
-real :class:`~workers.pipeline.Pipeline` runs. Flush barriers travel in the same order; the
+order, encodes them (:mod:`workers.snapshot`) and hands them to the link's outbox
+(:mod:`workers.outbox`), whose thread writes them to the tracker worker, where the real
+:class:`~workers.pipeline.Pipeline` runs. Flush barriers travel in the same order; the
 worker answers each with its :class:`~workers.flush.FlushResult`, and sends its counters as they
 change, mirrored here for ``stats()`` and the seed counters.
 
