@@ -21,6 +21,7 @@ import textwrap
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +49,23 @@ def _close(read: int, stream: Any) -> None:
         stream.close()
 
 
-def test_frames_arrive_in_order_and_urgent_ones_first() -> None:
-    outbox = Outbox(1 << 20, lambda: None)
-    assert not outbox.put(b"early"), "a frame was taken before there was a pipe"
+@contextlib.contextmanager
+def _piped(outbox: Outbox, *, blocking_reads: bool = True) -> Iterator[int]:
+    """A real pipe, its write end opened in ``outbox``; yields the read end."""
     read, write = os.pipe()
+    os.set_blocking(read, blocking_reads)
     stream = os.fdopen(write, "wb")
     outbox.open(stream)
     try:
+        yield read
+    finally:
+        _close(read, stream)
+
+
+def test_frames_arrive_in_order_and_urgent_ones_first() -> None:
+    outbox = Outbox(1 << 20, lambda: None)
+    assert not outbox.put(b"early"), "a frame was taken before there was a pipe"
+    with _piped(outbox) as read:
         big = b"a" * (1 << 17)  # more than the pipe holds: the writer waits in it
         assert outbox.put(big)
         deadline = time.monotonic() + 5
@@ -64,16 +75,11 @@ def test_frames_arrive_in_order_and_urgent_ones_first() -> None:
         assert outbox.put(b"!", urgent=True)
         assert _read_all(read, len(big) + 3) == big + b"!12"
         assert outbox.finish(time.monotonic() + 5)
-    finally:
-        _close(read, stream)
 
 
 def test_a_full_outbox_holds_the_sender_back_until_the_pipe_drains() -> None:
-    read, write = os.pipe()
-    stream = os.fdopen(write, "wb")
     outbox = Outbox(256 * 1024, lambda: None)
-    outbox.open(stream)
-    try:
+    with _piped(outbox) as read:
         frame = b"x" * (64 * 1024)
         # The pipe (64 KB here, possibly more) and then the outbox fill; a put must then wait.
         accepted = 0
@@ -87,8 +93,6 @@ def test_a_full_outbox_holds_the_sender_back_until_the_pipe_drains() -> None:
         reader.join(10)
         assert not reader.is_alive(), "frames were lost on the way"
         assert outbox.finish(time.monotonic() + 5)
-    finally:
-        _close(read, stream)
 
 
 def test_a_broken_pipe_is_reported_and_a_new_one_gets_only_new_frames() -> None:
@@ -217,11 +221,7 @@ def _readable(fd: int, size: int, timeout: float) -> bytes:
 def test_a_busy_process_holds_batches_until_a_flush_or_the_hold_ends() -> None:
     always_busy = BusyMeter(share=0.0, window=0.0)
     outbox = Outbox(1 << 20, lambda: None, hold_seconds=30, meter=always_busy)
-    read, write = os.pipe()
-    os.set_blocking(read, False)
-    stream = os.fdopen(write, "wb")
-    outbox.open(stream)
-    try:
+    with _piped(outbox, blocking_reads=False) as read:
         assert outbox.put(b"e1", hold=True)
         assert _readable(read, 1, 0.3) == b"", "a batch went out while the process was busy"
         assert outbox.put(b"F")  # a flush: it and everything before it go at once
@@ -239,22 +239,14 @@ def test_a_busy_process_holds_batches_until_a_flush_or_the_hold_ends() -> None:
         assert outbox.put(b"e5", hold=True)
         assert outbox.finish(time.monotonic() + 5), "finish waited for the hold"
         assert _readable(read, 2, 1) == b"e5"
-    finally:
-        _close(read, stream)
 
 
 def test_an_idle_process_sends_batches_at_once() -> None:
     never_busy = BusyMeter(share=float("inf"), window=0.0)
     outbox = Outbox(1 << 20, lambda: None, hold_seconds=30, meter=never_busy)
-    read, write = os.pipe()
-    os.set_blocking(read, False)
-    stream = os.fdopen(write, "wb")
-    outbox.open(stream)
-    try:
+    with _piped(outbox, blocking_reads=False) as read:
         assert outbox.put(b"e1", hold=True)
         assert _readable(read, 2, 2) == b"e1"
-    finally:
-        _close(read, stream)
 
 
 def test_a_handler_in_a_busy_process_sends_at_its_flush(offline_dir: Path) -> None:

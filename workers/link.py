@@ -48,7 +48,7 @@ RESTART_PAUSE_SECONDS = 1.0
 #: How often the background thread looks at quiet queues (a full batch wakes it at once).
 POLL_SECONDS = 0.05
 #: Bytes of encoded frames waiting for the worker's pipe before the forwarding thread waits too
-#: (the frames are the resend buffer's, which holds up to 16 MB of them: this adds no memory).
+#: (mostly frames the resend buffer keeps anyway: little memory of its own).
 OUTBOX_LIMIT_BYTES = 8 * 1024 * 1024
 # ClearML marks the process that ran Task.init; a child inheriting the mark takes itself for a
 # sub-process of that Task and gets a stub. The worker is a program of its own.
@@ -317,13 +317,16 @@ class WorkerLink:
         once, which fails that write and frees the writer.
         """
         end = time.monotonic() + grace
-        with self._lock:
-            self._stopping = True
-            process, self._process = self._process, None
+        # A restart waiting for room in the outbox holds the lock: past the grace, a kill frees it.
+        got = self._lock.acquire(timeout=grace)
+        self._stopping = True
+        process, self._process = self._process, None
+        if got:
+            self._lock.release()
         self._wake.set()
         if process is None:
             return
-        if not self._outbox.finish(end):
+        if not got or not self._outbox.finish(end):
             logger.warning("tracker: the tracker worker stopped reading its pipe: killed")
             process.kill()
             process.wait()
