@@ -435,12 +435,15 @@ def _table(
         "worker CPU: the application's live descendants' user+system seconds over the timed "
         "rounds (the worker runs at niceness 10 on the same 2 cores). Events: the handler's "
         "`enqueued` in the timed rounds (median per process) / `dropped` after the finish (max).",
-        "Holding: with its defaults the tracker keeps batches in the application's process "
-        "while that process is busy, up to 2 s each (`TRACKER_HOLD_WHILE_BUSY_SECONDS`, "
-        "workers/outbox.py), so the worker does its work between bursts. The timed rounds of a "
-        "process last about 2 s, mostly inside that hold: the TrackerCallbackHandler row is "
-        "a burst. The 'never held' row (the same handler with the hold at 0) is what a load "
-        "sustained past the hold costs, the worker working alongside the application.",
+        "Holding: with its defaults the tracker keeps events in the application's process "
+        "while that process is busy, up to 2 s after each was recorded "
+        "(`TRACKER_HOLD_WHILE_BUSY_SECONDS`): the first 4,096 not encoded yet "
+        "(workers/forwarding.py), the rest encoded, as bytes (workers/outbox.py). So the "
+        "encoding and the worker work between bursts. The timed rounds of a process last "
+        "about 2 s, at the edge of that hold, and hold about 20,000 events: the encoding runs "
+        "during them, the worker mostly not. The 'never held' row (the same handler with the "
+        "hold at 0) is what a load sustained past the hold costs, the worker working "
+        "alongside the application.",
         "Handlers: `TrackerCallbackHandler([sinks.clearml(task_name=…), sinks.comet(name=…), "
         "sinks.jsonl(dir)], offline_dir=dir)` with its defaults; the seed classes with theirs; "
         "all offline (the benchmark removes API keys and sets offline mode).",

@@ -5,7 +5,9 @@
 - A real worker that stops reading (SIGSTOP): the callbacks' objects are let go as soon as they
   are encoded, not held in the queue until the worker reads again; everything still arrives.
 - An application whose worker never reads again still exits within its deadlines.
-- Batches wait while the process is busy, until a flush (or the hold's end) sends them.
+- Batches wait while the process is busy, until a flush (or the hold's end) sends them: first
+  as the live events in the handler's queue, not encoded yet; past a count of those, encoded,
+  as bytes in the outbox; and once the oldest is as old as the hold, encoded and sent.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 from langchain_core.runnables import RunnableLambda
 
 from tracker import TrackerCallbackHandler, sinks
+from tracker.testing import hold_while_busy
 from workers.busy import BusyMeter
 from workers.link import current_link
 from workers.outbox import Outbox
@@ -222,21 +225,23 @@ def test_a_busy_process_holds_batches_until_a_flush_or_the_hold_ends() -> None:
     always_busy = BusyMeter(share=0.0, window=0.0)
     outbox = Outbox(1 << 20, lambda: None, hold_seconds=30, meter=always_busy)
     with _piped(outbox, blocking_reads=False) as read:
-        assert outbox.put(b"e1", hold=True)
+        assert outbox.put(b"e1", hold_since=time.monotonic())
         assert _readable(read, 1, 0.3) == b"", "a batch went out while the process was busy"
         assert outbox.put(b"F")  # a flush: it and everything before it go at once
         assert _readable(read, 3, 5) == b"e1F"
         outbox.hold_seconds = 0.3
         started = time.monotonic()
-        assert outbox.put(b"e2", hold=True)
+        assert outbox.put(b"e2", hold_since=time.monotonic())
         assert _readable(read, 2, 5) == b"e2"
         assert time.monotonic() - started >= 0.25, "the hold ended early"
         outbox.hold_bytes = 4  # a held backlog past its bytes goes too
-        assert outbox.put(b"e3", hold=True) and outbox.put(b"e4", hold=True)
+        assert outbox.put(b"e3", hold_since=time.monotonic()) and outbox.put(
+            b"e4", hold_since=time.monotonic()
+        )
         assert _readable(read, 4, 5) == b"e3e4"
         outbox.hold_seconds = 30
         outbox.hold_bytes = 1 << 20
-        assert outbox.put(b"e5", hold=True)
+        assert outbox.put(b"e5", hold_since=time.monotonic())
         assert outbox.finish(time.monotonic() + 5), "finish waited for the hold"
         assert _readable(read, 2, 1) == b"e5"
 
@@ -245,36 +250,81 @@ def test_an_idle_process_sends_batches_at_once() -> None:
     never_busy = BusyMeter(share=float("inf"), window=0.0)
     outbox = Outbox(1 << 20, lambda: None, hold_seconds=30, meter=never_busy)
     with _piped(outbox, blocking_reads=False) as read:
-        assert outbox.put(b"e1", hold=True)
+        assert outbox.put(b"e1", hold_since=time.monotonic())
         assert _readable(read, 2, 2) == b"e1"
 
 
-def test_a_handler_in_a_busy_process_sends_at_its_flush(offline_dir: Path) -> None:
-    handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
-    assert handler.flush_tracker(timeout=60).ok
-    echo = RunnableLambda(lambda text: text, name="echo")
+@contextlib.contextmanager
+def _busy() -> Iterator[None]:
+    """The application computing: a thread spending a core's worth of CPU."""
     stop = threading.Event()
 
-    def spin() -> None:  # the application computing: a core's worth of CPU
+    def spin() -> None:
         while not stop.is_set():
             sum(range(1000))
 
     spinner = threading.Thread(target=spin)
     spinner.start()
     try:
-        time.sleep(0.2)
-        for i in range(10):
-            echo.invoke(str(i), config={"callbacks": [handler]})
-        time.sleep(0.8)
-        assert handler.stats()["processed"] == 0, "the worker got events in the middle of a burst"
-        started = time.monotonic()
-        result = handler.flush_tracker(timeout=60)
-        took = time.monotonic() - started
+        time.sleep(0.2)  # a full window of the busy meter
+        yield
     finally:
         stop.set()
         spinner.join()
+
+
+_ECHO = RunnableLambda(lambda text: text, name="echo")
+
+
+def test_a_handler_in_a_busy_process_sends_at_its_flush(offline_dir: Path) -> None:
+    handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
+    assert handler.flush_tracker(timeout=60).ok
+    with _busy():
+        for i in range(10):
+            _ECHO.invoke(str(i), config={"callbacks": [handler]})
+        time.sleep(0.8)
+        stats = handler.stats()
+        assert stats["processed"] == 0, "the worker got events in the middle of a burst"
+        # Not even encoded: they wait as the callbacks recorded them, in this process's queue.
+        assert stats["queue_depth"] == 20, stats
+        started = time.monotonic()
+        result = handler.flush_tracker(timeout=60)
+        took = time.monotonic() - started
     assert result.ok and result.written == 20, result
-    assert took < 1.5, f"the flush waited for the hold to end ({took:.2f}s)"
+    assert took < 1.0, f"the flush waited for the hold to end ({took:.2f}s)"
+    assert handler.flush_tracker(finish=True, timeout=60).ok
+
+
+def test_past_a_count_of_live_events_they_wait_encoded(offline_dir: Path) -> None:
+    # At most max(batch_size, queue_size / 4) = 100 events wait live; the rest as bytes.
+    handler = TrackerCallbackHandler(
+        [sinks.jsonl(offline_dir)], offline_dir=offline_dir, batch_size=50, queue_size=400
+    )
+    assert handler.flush_tracker(timeout=60).ok
+    with _busy():
+        for i in range(150):  # 300 events, slowly enough for the queue's 400 places
+            _ECHO.invoke(str(i), config={"callbacks": [handler]})
+            time.sleep(0.003)
+        time.sleep(0.1)
+        stats = handler.stats()
+        assert stats["processed"] == 0, "the worker got events in the middle of a burst"
+        assert stats["queue_depth"] <= 150, f"the live events were not encoded: {stats}"
+        result = handler.flush_tracker(timeout=60)
+    assert result.ok and result.written == 300 and result.dropped == 0, result
+    assert handler.flush_tracker(finish=True, timeout=60).ok
+
+
+def test_events_as_old_as_the_hold_go_while_the_process_stays_busy(offline_dir: Path) -> None:
+    handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
+    assert handler.flush_tracker(timeout=60).ok
+    with hold_while_busy(0.4), _busy():
+        for i in range(10):
+            _ECHO.invoke(str(i), config={"callbacks": [handler]})
+        deadline = time.monotonic() + 3
+        while handler.stats()["processed"] < 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stats = handler.stats()
+    assert stats["processed"] == 20, f"a load longer than the hold kept its events: {stats}"
     assert handler.flush_tracker(finish=True, timeout=60).ok
 
 

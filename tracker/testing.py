@@ -5,6 +5,8 @@
   faults while the handler runs.
 - :func:`faulty`: a sink description whose sink the tracker worker builds inside a
   :class:`FaultySink`, to test the worker itself under faults.
+- :func:`hold_while_busy`: another hold for this process's tracker (what
+  ``TRACKER_HOLD_WHILE_BUSY_SECONDS`` sets when the worker starts), within a block.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 
+from workers.link import current_link
 from workers.sinks.base import Sink
 from workers.testing import FaultySink, faulty
 
-__all__ = ["FaultySink", "current_wrapper", "faulty", "wrap_sinks"]
+__all__ = ["FaultySink", "current_wrapper", "faulty", "hold_while_busy", "wrap_sinks"]
 
 SinkWrapper = Callable[[Sink], Sink]
 
@@ -38,3 +41,20 @@ def current_wrapper() -> SinkWrapper | None:
     """The wrapper of the innermost :func:`wrap_sinks` block in this thread, if any."""
     wrap: SinkWrapper | None = getattr(_state, "wrap", None)
     return wrap
+
+
+@contextlib.contextmanager
+def hold_while_busy(seconds: float) -> Iterator[None]:
+    """Within the block, this process's events wait at most ``seconds`` while it is busy.
+
+    Applies to the tracker worker link of the handlers built so far (build one first).
+    """
+    link = current_link()
+    if link is None:
+        raise RuntimeError("no tracker worker yet: build a TrackerCallbackHandler first")
+    previous = link.hold_seconds
+    link.set_hold(seconds)
+    try:
+        yield
+    finally:
+        link.set_hold(previous)

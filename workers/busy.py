@@ -1,7 +1,8 @@
 """Whether this process is busy right now: its CPU time over the last moment of wall time.
 
-The outbox (:mod:`workers.outbox`) holds batches back while the application computes, so the
-tracker worker does not take CPU, caches and scheduler time from it in the middle of a burst.
+While the application computes, the handlers' events wait, first not encoded (in
+:mod:`workers.forwarding`), then as bytes in :mod:`workers.outbox`: neither the encoding nor the
+tracker worker takes CPU, caches and scheduler time from it in the middle of a burst.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ order, encodes them (:mod:`workers.snapshot`) and hands them to the link's outbo
 (:mod:`workers.outbox`), whose thread writes them to the tracker worker, where the real
 :class:`~workers.pipeline.Pipeline` runs. Flush barriers travel in the same order; the
 worker answers each with its :class:`~workers.flush.FlushResult`, and sends its counters as they
-change, mirrored here for ``stats()`` and the seed counters.
+change, mirrored here for ``stats()`` and the seed counters. While this process is busy, events
+may wait in the queue, not encoded, up to the link's hold (:meth:`ForwardingPipeline._may_wait`).
 
 Resending: every frame of the session that is still open is kept (up to
 :data:`RESEND_LIMIT_BYTES`), so that a new worker can rebuild what a dead one was writing. The
@@ -20,6 +21,7 @@ import itertools
 import logging
 import sys
 import threading
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +49,13 @@ logger = logging.getLogger("tracker.forwarding")
 #: the application's memory: at 64 MB, two handlers took a process to 231 MB over a million
 #: events (benchmarks/RESULTS.md, memory b); past the limit, a death loses the oldest (counted).
 RESEND_LIMIT_BYTES = 16 * 1024 * 1024
+
+#: Events that may wait in a handler's queue, not encoded, while the process is busy. Live
+#: events are objects the application's collector walks at each full collection: on 50
+#: concurrent LangGraph sessions (issue 15, 2 cores), a burst of 3,900 events held whole cost
+#: 1.09x the no-handler rounds against 1.22x encoded as they came, but holding up to 25,000
+#: made a 2 s burst 1.44x against 1.25x (its full collections took 89 → 206 ms).
+LIVE_HOLD_EVENTS = 4096
 
 _STATS_DEFAULTS: dict[str, Any] = {
     "processed": 0,
@@ -143,6 +152,9 @@ class ForwardingPipeline(FlushWaiting):
             if options.overflow == "spill"
             else max(options.batch_size, options.queue_size // 2)
         )
+        # Events that may wait here, live, while the process is busy (workers.link.hold_seconds):
+        # past this many, they are encoded, and wait as bytes in the outbox instead.
+        self._hold_events = max(options.batch_size, min(LIVE_HOLD_EVENTS, options.queue_size // 4))
         self.finish_request: FlushRequest | None = None
         self._reset_state()
         self._link = link if link is not None and link.attach(self) else attach(self)
@@ -242,6 +254,8 @@ class ForwardingPipeline(FlushWaiting):
             # where the overflow policy applies, and the worker's reader never waits for one
             # handler's backlog (it serves every handler of the process).
             return False
+        if not exiting and self._may_wait():
+            return False
         batch = self.queue.take(self.options.batch_size)
         if not batch:
             spilled = self.queue.take_spill(self.options.batch_size)
@@ -269,6 +283,29 @@ class ForwardingPipeline(FlushWaiting):
             self._send_events(events)
         return True
 
+    def _may_wait(self) -> bool:
+        """Whether the queued events may stay as they are a little longer, not encoded yet.
+
+        They may while this process is busy, nothing but events waits (a flush or a reset
+        goes at once, and so does what is before it), the oldest was recorded less than the
+        link's ``hold_seconds`` ago, and fewer than ``_hold_events`` wait: live events are
+        objects the application's garbage collector walks, bytes in the outbox are not. So the
+        encoding, like the worker, works in the application's quiet moments, and a load that
+        lasts longer than the hold is encoded as its events come of age, a batch at a time.
+        """
+        link = self._link
+        queue = self.queue
+        if link.hold_seconds <= 0 or queue.spilling:
+            return False
+        oldest = queue.oldest_time()
+        return (
+            oldest is not None
+            and queue.controls == 0
+            and queue.depth < self._hold_events
+            and time.time() - oldest < link.hold_seconds
+            and link.busy()
+        )
+
     def pump_all(self) -> None:
         """Forward everything queued now (the exit path, after the drain deadline)."""
         while self.pump(exiting=True):
@@ -293,7 +330,9 @@ class ForwardingPipeline(FlushWaiting):
             data = self._redacted(events)
         else:
             data = snapshot.encode(events, self._enrich if self._custom is not None else None)
-        self._send(Op.EVENTS, (len(events), data), len(events))
+        # The outbox's hold counts from when the oldest of them was recorded.
+        since = time.monotonic() - max(0.0, time.time() - events[0].time)
+        self._send(Op.EVENTS, (len(events), data), len(events), hold_since=since)
         self._sent_events += len(events)
 
     def _redacted(self, events: list[Event]) -> bytes:
@@ -362,7 +401,12 @@ class ForwardingPipeline(FlushWaiting):
             )
 
     def _send(
-        self, op: Op, payload: Any, events: int, request: tuple[FlushRequest, Any] | None = None
+        self,
+        op: Op,
+        payload: Any,
+        events: int,
+        request: tuple[FlushRequest, Any] | None = None,
+        hold_since: float | None = None,
     ) -> int:
         seq = next(self._seq)
         if request is not None:
@@ -372,7 +416,7 @@ class ForwardingPipeline(FlushWaiting):
         self._retain(seq, data, events)
         # A dead worker: the restart resends the retained frames. Batches of events may wait
         # while this process is busy; anything else sends them at once (workers.outbox).
-        self._link.write(data, hold=op is Op.EVENTS)
+        self._link.write(data, hold_since=hold_since)
         return seq
 
     def _retain(self, seq: int, data: bytes, events: int) -> None:

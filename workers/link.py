@@ -33,6 +33,7 @@ import time
 from typing import IO, TYPE_CHECKING, Any
 
 from workers import wire
+from workers.busy import BusyMeter
 from workers.options import EXIT_DRAIN_SECONDS, hold_while_busy_seconds
 from workers.outbox import Outbox
 from workers.wire import Op
@@ -66,9 +67,12 @@ class WorkerLink:
         self._keys = itertools.count(1)
         self._process: subprocess.Popen[bytes] | None = None
         self._wake = threading.Event()
-        self._outbox = Outbox(
-            OUTBOX_LIMIT_BYTES, self._broken, hold_seconds=hold_while_busy_seconds()
-        )
+        #: Seconds the handlers' events may wait, while this process is busy, before they are
+        #: encoded (here) and before the worker gets them (the outbox): the tracker's work
+        #: waits for the application's quiet moments (0: never).
+        self.hold_seconds = hold_while_busy_seconds()
+        self._meter = BusyMeter()  # the forwarding thread's own (the outbox has another)
+        self._outbox = Outbox(OUTBOX_LIMIT_BYTES, self._broken, hold_seconds=self.hold_seconds)
         self._thread: threading.Thread | None = None
         self._dead = False
         self._stopping = False
@@ -158,16 +162,27 @@ class WorkerLink:
     def _send_open(self, pipeline: ForwardingPipeline) -> None:
         self.write(wire.frame(Op.OPEN, pipeline.key, 0, pipeline.plan))
 
-    def write(self, data: bytes, *, urgent: bool = False, hold: bool = False) -> bool:
+    def write(self, data: bytes, *, urgent: bool = False, hold_since: float | None = None) -> bool:
         """Send one frame to the worker, in order; False when it is gone (a restart will
         resend) or, at exit, when its pipe stayed full past the exit's own deadline.
 
-        ``urgent``: ahead of every frame still waiting for the pipe. ``hold``: a batch of
-        events, which may wait while this process is busy (:mod:`workers.outbox`).
+        ``urgent``: ahead of every frame still waiting for the pipe. ``hold_since``: a batch of
+        events recorded since then (``time.monotonic()``), which may wait while this process is
+        busy, up to :attr:`hold_seconds` after it (:mod:`workers.outbox`).
         """
         if self._dead:
             return False
-        return self._outbox.put(data, deadline=self._write_deadline, urgent=urgent, hold=hold)
+        return self._outbox.put(
+            data, deadline=self._write_deadline, urgent=urgent, hold_since=hold_since
+        )
+
+    def busy(self) -> bool:
+        """Whether this process is busy now (asked by the forwarding thread only)."""
+        return self._meter.busy()
+
+    def set_hold(self, seconds: float) -> None:
+        """Change :attr:`hold_seconds` here and in the outbox (``tracker.testing``)."""
+        self.hold_seconds = self._outbox.hold_seconds = seconds
 
     def _broken(self) -> None:
         """The writer thread found the worker's pipe closed: start a new worker."""

@@ -8,12 +8,15 @@ of the LangGraph benchmark, 450 with this outbox). Here a backlog waits as the b
 encoded to, which the collector never looks at, up to a byte limit; past the limit the sender
 waits, as it did on the pipe.
 
-Holding while busy: a batch of events may also wait here, up to ``hold_seconds`` (and
-``hold_bytes``), while the application's process is busy (:mod:`workers.busy`). The worker then
-does its work between the application's bursts instead of during them: on the issue-15 benchmark
-(50 concurrent LangGraph sessions on two cores) a worker working alongside made each round 1.44x
-the no-handler round, and one with nothing to do 1.18x. Any other frame (a flush, a reset, a
-handler opening) sends everything queued before it at once, so a flush never waits for a hold.
+Holding while busy: a batch of events may also wait here while the application's process is
+busy (:mod:`workers.busy`), until ``hold_seconds`` after its oldest event was recorded (and up to
+``hold_bytes``). The worker then does its work between the application's bursts instead of
+during them: on the issue-15 benchmark (50 concurrent LangGraph sessions on two cores) a worker
+working alongside made each round 1.44x the no-handler round, and one with nothing to do 1.18x.
+Before a batch gets here it may already have waited, not encoded yet, in its handler's queue
+(:meth:`workers.forwarding.ForwardingPipeline.pump`), under the same hold. Any other frame (a
+flush, a reset, a handler opening) sends everything queued before it at once, so a flush never
+waits for a hold.
 
 Each frame belongs to one worker (a generation): when the link starts a new worker, what still
 waited for the old one is dropped, since the link resends every frame of the open sessions.
@@ -52,8 +55,8 @@ class Outbox:
         """Hold up to ``limit_bytes`` of frames; ``on_broken`` is called (from the writer thread)
         when the current pipe fails, so the link can start a new worker.
 
-        ``hold_seconds``: how long a frame put with ``hold=True`` may wait while the process is
-        busy (0: never), as long as such frames add up to less than ``hold_bytes`` (default:
+        ``hold_seconds``: how long after its ``hold_since`` a frame may wait while the process
+        is busy (0: never), as long as such frames add up to less than ``hold_bytes`` (default:
         half of ``limit_bytes``).
         """
         self.limit_bytes = limit_bytes
@@ -91,14 +94,15 @@ class Outbox:
         *,
         deadline: float | None = None,
         urgent: bool = False,
-        hold: bool = False,
+        hold_since: float | None = None,
     ) -> bool:
         """Queue ``frame`` for the current pipe; False when there is none (or it broke), or when
         the outbox stayed full until ``deadline`` (a ``time.monotonic()`` value).
 
         ``urgent``: goes before every frame still waiting (one being written is finished first).
-        ``hold``: may wait while the process is busy (a batch of events); any other frame
-        sends what is queued before it at once.
+        ``hold_since``: a batch of events, recorded since then (a ``time.monotonic()`` value),
+        which may wait while the process is busy until ``hold_seconds`` after it; a frame
+        without one (anything but events) sends what is queued before it at once.
         """
         with self._ready:
             generation = self._generation
@@ -111,12 +115,12 @@ class Outbox:
                 self._ready.wait(timeout)
             if self._stream is None or self._generation != generation:
                 return False
-            entry = (frame, time.monotonic() if hold else None)
+            entry = (frame, hold_since)
             if urgent:
                 self._frames.appendleft(entry)
             else:
                 self._frames.append(entry)
-            if not hold:
+            if hold_since is None:
                 self._releases += 1
             self._bytes += len(frame)
             self._ready.notify_all()

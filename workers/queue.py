@@ -98,6 +98,8 @@ class EventQueue:
         self._wake = wake
         self._woken = False  # a wake is on its way since the last take
         self.delivered = 0  # written by the single consumer only
+        self._controls = itertools.count()  # control records put (producers: atomic)
+        self._controls_taken = 0  # and taken (the single consumer)
 
     def put(
         self,
@@ -208,12 +210,15 @@ class EventQueue:
 
     def push_front(self, events: list[Event]) -> None:
         """Put taken records back at the head of the queue, in their order (consumer side)."""
+        self._controls_taken -= sum(1 for event in events if event.seq < 0)
         self._items.extendleft(reversed(events))
 
     def reset_after_fork(self) -> None:
         """Start over empty in a forked child: the parent's queued events stay the parent's."""
         self._items.clear()
         self.spill.clear()
+        self._controls = itertools.count()
+        self._controls_taken = 0
         self._seq = itertools.count()
         self._dropped = itertools.count()
         self._spilled = itertools.count()
@@ -260,6 +265,7 @@ class EventQueue:
 
         It notes how many events had spilled by then: those come before it.
         """
+        next(self._controls)  # before the append: a consumer that sees the record counts it
         self._items.append(Event(kind, -1, time(), None, None, data, {"spilled": self.spilled}))
 
     def take(self, limit: int) -> list[Event]:
@@ -273,7 +279,21 @@ class EventQueue:
                 append(items.popleft())
         except IndexError:  # pragma: no cover - only a second consumer could empty it under us
             pass
+        if self._controls_taken != _peek(self._controls):
+            self._controls_taken += sum(1 for event in batch if event.seq < 0)
         return batch
+
+    @property
+    def controls(self) -> int:
+        """Control records (flush barriers, resets) queued and not taken yet."""
+        return _peek(self._controls) - self._controls_taken
+
+    def oldest_time(self) -> float | None:
+        """When the record at the head of the queue was put (``time.time()``); None if empty."""
+        try:
+            return self._items[0].time
+        except IndexError:
+            return None
 
     @property
     def enqueued(self) -> int:
