@@ -296,7 +296,7 @@ def test_a_handler_in_a_busy_process_sends_at_its_flush(offline_dir: Path) -> No
 
 
 def test_past_a_count_of_live_events_they_wait_encoded(offline_dir: Path) -> None:
-    # At most max(batch_size, queue_size / 4) = 100 events wait live; the rest as bytes.
+    # At most queue_size / 4 = 100 events wait live; the rest as bytes.
     handler = TrackerCallbackHandler(
         [sinks.jsonl(offline_dir)], offline_dir=offline_dir, batch_size=50, queue_size=400
     )
@@ -311,6 +311,21 @@ def test_past_a_count_of_live_events_they_wait_encoded(offline_dir: Path) -> Non
         assert stats["queue_depth"] <= 150, f"the live events were not encoded: {stats}"
         result = handler.flush_tracker(timeout=60)
     assert result.ok and result.written == 300 and result.dropped == 0, result
+    assert handler.flush_tracker(finish=True, timeout=60).ok
+
+
+def test_holding_never_fills_a_small_queue(offline_dir: Path) -> None:
+    # A queue smaller than a batch: what waits live stays well inside it, so nothing is dropped.
+    handler = TrackerCallbackHandler(
+        [sinks.jsonl(offline_dir)], offline_dir=offline_dir, queue_size=40
+    )
+    assert handler.flush_tracker(timeout=60).ok
+    with _busy():
+        for i in range(60):  # 120 events, three times the queue, slowly
+            _ECHO.invoke(str(i), config={"callbacks": [handler]})
+            time.sleep(0.01)
+        result = handler.flush_tracker(timeout=60)
+    assert result.ok and result.written == 120 and result.dropped == 0, result
     assert handler.flush_tracker(finish=True, timeout=60).ok
 
 

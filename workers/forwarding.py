@@ -154,7 +154,8 @@ class ForwardingPipeline(FlushWaiting):
         )
         # Events that may wait here, live, while the process is busy (workers.link.hold_seconds):
         # past this many, they are encoded, and wait as bytes in the outbox instead.
-        self._hold_events = max(options.batch_size, min(LIVE_HOLD_EVENTS, options.queue_size // 4))
+        # A quarter of the queue at most: holding must never fill it (drops, or a blocked caller).
+        self._hold_events = min(LIVE_HOLD_EVENTS, options.queue_size // 4)
         self.finish_request: FlushRequest | None = None
         self._reset_state()
         self._link = link if link is not None and link.attach(self) else attach(self)
