@@ -50,11 +50,13 @@ logger = logging.getLogger("tracker.forwarding")
 #: events (benchmarks/RESULTS.md, memory b); past the limit, a death loses the oldest (counted).
 RESEND_LIMIT_BYTES = 16 * 1024 * 1024
 
-#: Events that may wait in a handler's queue, not encoded, while the process is busy. Live
-#: events are objects the application's collector walks at each full collection: on 50
-#: concurrent LangGraph sessions (issue 15, 2 cores), a burst of 3,900 events held whole cost
-#: 1.09x the no-handler rounds against 1.22x encoded as they came, but holding up to 25,000
-#: made a 2 s burst 1.44x against 1.25x (its full collections took 89 → 206 ms).
+#: Events that may wait in a handler's queue, not encoded, at the start of a busy spell. Live
+#: events are objects the application's collector walks at each collection. On 50 concurrent
+#: LangGraph sessions (issue 15, 2 cores), a burst of 3,900 events held whole cost 1.04-1.09x
+#: the no-handler rounds against 1.19-1.22x encoded as they came; but holding up to 25,000
+#: made a 2 s burst 1.44x against 1.25x (each full collection 89 → 206 ms), and keeping 4,096
+#: waiting all through it cost more collector time than encoding them (GC 53 against 46 ms a
+#: round). So a burst that outgrows this count is encoded as it comes.
 LIVE_HOLD_EVENTS = 4096
 
 _STATS_DEFAULTS: dict[str, Any] = {
@@ -156,6 +158,7 @@ class ForwardingPipeline(FlushWaiting):
         # past this many, they are encoded, and wait as bytes in the outbox instead.
         # A quarter of the queue at most: holding must never fill it (drops, or a blocked caller).
         self._hold_events = min(LIVE_HOLD_EVENTS, options.queue_size // 4)
+        self._long_burst = False  # this busy spell outgrew the hold: encode as events come
         self.finish_request: FlushRequest | None = None
         self._reset_state()
         self._link = link if link is not None and link.attach(self) else attach(self)
@@ -287,25 +290,31 @@ class ForwardingPipeline(FlushWaiting):
     def _may_wait(self) -> bool:
         """Whether the queued events may stay as they are a little longer, not encoded yet.
 
-        They may while this process is busy, nothing but events waits (a flush or a reset
-        goes at once, and so does what is before it), the oldest was recorded less than the
-        link's ``hold_seconds`` ago, and fewer than ``_hold_events`` wait: live events are
-        objects the application's garbage collector walks, bytes in the outbox are not. So the
-        encoding, like the worker, works in the application's quiet moments, and a load that
-        lasts longer than the hold is encoded as its events come of age, a batch at a time.
+        They may at the start of a burst: while this process is busy, nothing but events waits
+        (a flush or a reset goes at once, and so does what is before it), the oldest was
+        recorded less than the link's ``hold_seconds`` ago, and fewer than ``_hold_events``
+        wait. A burst that outgrows that is a long one: until the process is idle again, its
+        events are encoded as they come, as without a hold (the outbox still holds the bytes).
+        Live events are objects the application's garbage collector walks at each collection,
+        so keeping thousands of them waiting through a long burst costs more than encoding them
+        (measured: benchmarks/analysis.md, issue 15).
         """
         link = self._link
         queue = self.queue
-        if link.hold_seconds <= 0 or queue.spilling:
+        if link.hold_seconds <= 0 or queue.spilling or queue.controls:
             return False
         oldest = queue.oldest_time()
-        return (
-            oldest is not None
-            and queue.controls == 0
-            and queue.depth < self._hold_events
-            and time.time() - oldest < link.hold_seconds
-            and link.busy()
-        )
+        if oldest is None:
+            return False
+        if not link.busy():
+            self._long_burst = False
+            return False
+        if self._long_burst:
+            return False
+        if queue.depth >= self._hold_events or time.time() - oldest >= link.hold_seconds:
+            self._long_burst = True
+            return False
+        return True
 
     def pump_all(self) -> None:
         """Forward everything queued now (the exit path, after the drain deadline)."""
