@@ -177,3 +177,8 @@ def test_quick_agents_phase(tmp_path: Path) -> None:
         assert problem not in section, problem
     summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
     assert summary.count("| 15. LangGraph agents |") == 2
+    # The short bursts: every variant ran, and nothing was lost.
+    bursts = text.split("## 15b. LangGraph agents, short bursts", 1)[1].split("\n## ", 1)[0]
+    for row in ("| no handler |", "| TrackerCallbackHandler: ClearML + Comet + JSON lines |"):
+        assert row in bursts, row
+    assert "**error**" not in bursts

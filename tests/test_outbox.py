@@ -315,6 +315,15 @@ def test_a_burst_past_a_count_of_live_events_is_encoded_as_it_comes(offline_dir:
         assert stats["queue_depth"] == 0, f"a long burst kept its events live: {stats}"
         result = handler.flush_tracker(timeout=60)
     assert result.ok and result.written == 180 and result.dropped == 0, result
+    time.sleep(0.3)  # an idle moment ends the long spell: the next burst is held again
+    with _busy():
+        for i in range(10):
+            _ECHO.invoke(str(i), config={"callbacks": [handler]})
+        time.sleep(0.2)
+        stats = handler.stats()
+        assert stats["queue_depth"] == 20, f"a new burst was not held: {stats}"
+        result = handler.flush_tracker(timeout=60)
+    assert result.ok and result.written == 20, result
     assert handler.flush_tracker(finish=True, timeout=60).ok
 
 

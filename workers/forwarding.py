@@ -303,13 +303,11 @@ class ForwardingPipeline(FlushWaiting):
         queue = self.queue
         if link.hold_seconds <= 0 or queue.spilling or queue.controls:
             return False
-        oldest = queue.oldest_time()
-        if oldest is None:
-            return False
-        if not link.busy():
+        if not link.busy():  # asked at every poll, so that any idle moment ends a spell
             self._long_burst = False
             return False
-        if self._long_burst:
+        oldest = queue.oldest_time()
+        if oldest is None or self._long_burst:
             return False
         if queue.depth >= self._hold_events or time.time() - oldest >= link.hold_seconds:
             self._long_burst = True
