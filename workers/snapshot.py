@@ -38,6 +38,8 @@ from workers.records import (
 #: The keyword arguments the records are built from (workers.records); the rest stays here.
 _KEPT = ("name", "tags", "metadata", "inputs", COUNTERS_KEY)
 _TOKEN = Kind.LLM_NEW_TOKEN
+#: Each kind's value (an Enum's ``.value`` is a Python-level property: ~0.3 µs an event).
+_VALUES = {kind: kind.value for kind in Kind}
 
 #: An item is an event tuple (:func:`event_item`) or ``(RECORD, wire record)``.
 RECORD = "record"
@@ -58,7 +60,7 @@ def event_item(event: Event) -> tuple[Any, ...]:
     if event.kind is _TOKEN:
         data = (token_of(event),)
     return (
-        event.kind.value,
+        _VALUES[event.kind],
         event.seq,
         event.time,
         run.int if run is not None else None,
@@ -88,7 +90,7 @@ def encode(events: list[Event], enrich: Enrich | None = None) -> bytes:
         if (
             kind in RUN_ERRORS
             or (enrich is not None and kind is Kind.LLM_END)
-            or not all(portable(value) for value in event.data)
+            or not all(map(portable, event.data))
         ):
             # A payload that is itself the user's object (an LLMResult subclass, …) is converted
             # here whole; one nested deeper goes as its plain data (workers.wire).

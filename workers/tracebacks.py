@@ -6,7 +6,10 @@ Python 3.11 finds each frame's columns and parses its source line with ``ast`` t
 times (the tool, its node, the graph), so that was most of the tracker's cost in the
 application's process (issue 15). This module reads what the text needs (file, line, function,
 the source line from ``linecache``, which reads each file once) and writes it in the standard
-layout, chained causes included, without the carets: about 20x cheaper.
+layout, chained causes included, without the carets: about 20x cheaper. Each frame's text is
+kept, since a service's errors pass through the same frames again and again, and the final line
+(type, message, notes) is written here too: a LangGraph error chain then costs ~15 µs to encode,
+against ~23 µs reading each frame's line again (benchmarks/analysis.md).
 
 When: an exception's ``__traceback__`` grows as it propagates, so read later (in the background
 thread) it would hold the frames of every caller up to wherever the exception had got to by then.
@@ -27,24 +30,68 @@ _CAUSE = "\nThe above exception was the direct cause of the following exception:
 _CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
 
+#: Frames' text kept, by file, line and function. A service's errors go up through the same
+#: few hundred frames again and again, and reading a frame's source line costs about 1 µs (a
+#: LangGraph error's chain has ~18 frames, raised 3 to 5 times a failing session). Bounded:
+#: past this many, the cache starts again.
+FRAME_CACHE_SIZE = 4096
+
+_frame_text: dict[tuple[str, int, str], str] = {}
+
+
+def _frame(filename: str, lineno: int, name: str) -> str:
+    """One frame's lines, as ``traceback`` lays them out (without carets)."""
+    key = (filename, lineno, name)
+    text = _frame_text.get(key)
+    if text is None:
+        source = linecache.getline(filename, lineno).strip()
+        text = f'  File "{filename}", line {lineno}, in {name}\n'
+        if source:
+            text += f"    {source}\n"
+        if len(_frame_text) >= FRAME_CACHE_SIZE:
+            _frame_text.clear()
+        _frame_text[key] = text
+    return text
+
+
 def _frames(tb: TracebackType | None) -> list[str]:
     lines = []
     while tb is not None:
         code = tb.tb_frame.f_code
-        filename, lineno = code.co_filename, tb.tb_lineno
-        lines.append(f'  File "{filename}", line {lineno}, in {code.co_name}\n')
-        source = linecache.getline(filename, lineno).strip()
-        if source:
-            lines.append(f"    {source}\n")
+        lines.append(_frame(code.co_filename, tb.tb_lineno, code.co_name))
         tb = tb.tb_next
+    return lines
+
+
+def _final_line(error: BaseException) -> list[str]:
+    """``traceback.format_exception_only(type(error), error)``, without its cost (~4 µs: it
+    builds a ``TracebackException`` of the whole chain) in the common case: any exception but
+    a syntax error, with no notes or a list of text notes (LangGraph adds one to each error
+    that crosses a node)."""
+    cls = type(error)
+    notes = getattr(error, "__notes__", None)
+    if issubclass(cls, SyntaxError) or (
+        notes is not None and not (type(notes) is list and all(type(note) is str for note in notes))
+    ):
+        return traceback.format_exception_only(cls, error)
+    name = cls.__qualname__
+    if cls.__module__ not in ("__main__", "builtins"):
+        name = f"{cls.__module__}.{name}"
+    try:
+        text = str(error)
+    except Exception:
+        text = "<exception str() failed>"  # the stdlib's words
+    lines = [f"{name}: {text}\n" if text else f"{name}\n"]
+    for note in notes or ():
+        lines += [line + "\n" for line in note.split("\n")]
     return lines
 
 
 def _one(error: BaseException, tb: TracebackType | None) -> list[str]:
     lines = ["Traceback (most recent call last):\n", *_frames(tb)] if tb is not None else []
     try:
-        lines += traceback.format_exception_only(type(error), error)
-    except Exception:  # a hostile __str__: the type still names it
+        lines += _final_line(error)
+    except Exception:  # a hostile class or __notes__: the type still names it
         lines.append(f"{type(error).__name__}: <unprintable>\n")
     return lines
 

@@ -1,0 +1,88 @@
+"""Error records' traceback text: the stdlib's layout (without carets), made cheaply."""
+
+from __future__ import annotations
+
+import re
+import traceback
+
+import pytest
+
+from workers import tracebacks
+from workers.tracebacks import format_error
+
+
+class ToolBroke(RuntimeError):
+    """An exception class of a module other than builtins (its name is qualified)."""
+
+
+class Unprintable(Exception):
+    """An exception whose message cannot be read."""
+
+    def __str__(self) -> str:
+        raise ValueError("no")
+
+
+def _inner(kind: str) -> None:
+    if kind == "empty":
+        raise KeyError()
+    if kind == "unprintable":
+        raise Unprintable()
+    if kind == "syntax":
+        compile("def broken(:\n", "<agent tool>", "exec")
+    if kind == "notes":
+        error = ValueError("with notes")
+        error.add_note("raised by the fragile tool")
+        error.add_note("during task 'tools'\nof the agent")
+        raise error
+    if kind == "odd notes":
+        error = ValueError("with odd notes")
+        error.__notes__ = ("a tuple", 3)  # type: ignore[attr-defined]
+        raise error
+    raise ToolBroke("the fragile tool broke")
+
+
+def _outer(kind: str) -> None:
+    try:
+        _inner(kind)
+    except Exception as exc:
+        if kind == "cause":
+            raise LookupError("wrapped") from exc
+        if kind == "context":
+            raise LookupError("while handling")  # noqa: B904 - the context is the point
+        raise
+
+
+def _caught(kind: str) -> BaseException:
+    try:
+        _outer(kind)
+    except BaseException as exc:
+        return exc
+    raise AssertionError("nothing raised")
+
+
+def _stdlib(error: BaseException) -> str:
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    # 3.11 draws ^^^^ / ~~~~ under some frames' lines: our layout has none (a syntax error's
+    # own caret, in its final lines, stays)
+    return re.sub(r'(?m)^(  File ".*", line \d+, in .*\n    .*\n) +[\^~ ]+\n', r"\1", text)
+
+
+@pytest.mark.parametrize(
+    "kind", ["plain", "empty", "unprintable", "syntax", "notes", "odd notes", "cause", "context"]
+)
+def test_the_text_is_the_stdlib_layout(kind):
+    """Frames, source lines, chained causes and contexts, the final line (qualified names,
+    empty and unreadable messages, notes, syntax errors) as ``traceback`` writes them."""
+    error = _caught(kind)
+    assert format_error(error, error.__traceback__) == _stdlib(error)
+
+
+def test_a_frame_read_again_is_the_same_and_the_cache_is_bounded(monkeypatch):
+    """The second error through the same frames is written from the cache, identically; a
+    full cache starts again rather than growing."""
+    monkeypatch.setattr(tracebacks, "FRAME_CACHE_SIZE", 3)
+    tracebacks._frame_text.clear()
+    error = _caught("cause")
+    first = format_error(error, error.__traceback__)
+    assert 0 < len(tracebacks._frame_text) <= 3
+    assert format_error(error, error.__traceback__) == first == _stdlib(error)
