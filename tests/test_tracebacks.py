@@ -77,12 +77,16 @@ def test_the_text_is_the_stdlib_layout(kind):
     assert format_error(error, error.__traceback__) == _stdlib(error)
 
 
-def test_a_frame_read_again_is_the_same_and_the_cache_is_bounded(monkeypatch):
-    """The second error through the same frames is written from the cache, identically; a
-    full cache starts again rather than growing."""
-    monkeypatch.setattr(tracebacks, "FRAME_CACHE_SIZE", 3)
-    tracebacks._frame_text.clear()
+def test_a_frame_read_again_is_the_same_and_the_cache_is_bounded():
+    """The second error through the same frames is written from the cache, identically; the
+    cache keeps at most ``FRAME_CACHE_SIZE`` frames, however many it is asked for."""
+    tracebacks._frame.cache_clear()
     error = _caught("cause")
     first = format_error(error, error.__traceback__)
-    assert 0 < len(tracebacks._frame_text) <= 3
+    assert tracebacks._frame.cache_info().currsize > 0
     assert format_error(error, error.__traceback__) == first == _stdlib(error)
+    assert tracebacks._frame.cache_info().hits > 0
+    for line in range(tracebacks.FRAME_CACHE_SIZE + 100):
+        tracebacks._frame("<generated>", line, "step")
+    assert tracebacks._frame.cache_info().currsize == tracebacks.FRAME_CACHE_SIZE
+    assert format_error(error, error.__traceback__) == first

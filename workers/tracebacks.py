@@ -19,6 +19,7 @@ and the text is made from that: the frames from the failing run down to the rais
 
 from __future__ import annotations
 
+import functools
 import linecache
 import traceback
 from types import TracebackType
@@ -32,26 +33,16 @@ _CONTEXT = "\nDuring handling of the above exception, another exception occurred
 
 #: Frames' text kept, by file, line and function. A service's errors go up through the same
 #: few hundred frames again and again, and reading a frame's source line costs about 1 µs (a
-#: LangGraph error's chain has ~18 frames, raised 3 to 5 times a failing session). Bounded:
-#: past this many, the cache starts again.
+#: LangGraph error's chain has ~18 frames, raised 3 to 5 times a failing session).
 FRAME_CACHE_SIZE = 4096
 
-_frame_text: dict[tuple[str, int, str], str] = {}
 
-
+@functools.lru_cache(maxsize=FRAME_CACHE_SIZE)
 def _frame(filename: str, lineno: int, name: str) -> str:
     """One frame's lines, as ``traceback`` lays them out (without carets)."""
-    key = (filename, lineno, name)
-    text = _frame_text.get(key)
-    if text is None:
-        source = linecache.getline(filename, lineno).strip()
-        text = f'  File "{filename}", line {lineno}, in {name}\n'
-        if source:
-            text += f"    {source}\n"
-        if len(_frame_text) >= FRAME_CACHE_SIZE:
-            _frame_text.clear()
-        _frame_text[key] = text
-    return text
+    text = f'  File "{filename}", line {lineno}, in {name}\n'
+    source = linecache.getline(filename, lineno).strip()
+    return f"{text}    {source}\n" if source else text
 
 
 def _frames(tb: TracebackType | None) -> list[str]:
