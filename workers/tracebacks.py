@@ -8,7 +8,7 @@ application's process (issue 15). This module reads what the text needs (file, l
 the source line from ``linecache``, which reads each file once) and writes it in the standard
 layout, chained causes included, without the carets: about 20x cheaper. Each frame's text is
 kept, since a service's errors pass through the same frames again and again, and the final line
-(type, message, notes) is written here too: a LangGraph error chain then costs ~15 µs to encode,
+(type, message, notes) is written here too: a LangGraph error chain then costs ~14 µs to encode,
 against ~23 µs reading each frame's line again (benchmarks/analysis.md).
 
 When: an exception's ``__traceback__`` grows as it propagates, so read later (in the background
