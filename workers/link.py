@@ -49,8 +49,10 @@ RESTART_PAUSE_SECONDS = 1.0
 #: How often the background thread looks at quiet queues (a full batch wakes it at once).
 POLL_SECONDS = 0.05
 #: Bytes of encoded frames waiting for the worker's pipe before the forwarding thread waits too
-#: (mostly frames the resend buffer keeps anyway: little memory of its own).
-OUTBOX_LIMIT_BYTES = 8 * 1024 * 1024
+#: (mostly frames the resend buffer keeps anyway: little memory of its own). Half of it may be
+#: held while the process is busy (workers.outbox): 16 MB, ~60,000 LangGraph events, a few
+#: seconds of 50 concurrent agent sessions on two cores (issue 15's burst was 5.6-6.5 MB).
+OUTBOX_LIMIT_BYTES = 32 * 1024 * 1024
 # ClearML marks the process that ran Task.init; a child inheriting the mark takes itself for a
 # sub-process of that Task and gets a stub. The worker is a program of its own.
 NOT_INHERITED = ("CLEARML_PROC_MASTER_ID", "TRAINS_PROC_MASTER_ID")
