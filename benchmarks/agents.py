@@ -50,6 +50,9 @@ BURST_VARIANTS: list[tuple[str, str]] = [
     ("nohold", "the same, never held (TRACKER_HOLD_WHILE_BUSY_SECONDS=0)"),
 ]
 
+#: Variants of TrackerCallbackHandler with another hold (TRACKER_HOLD_WHILE_BUSY_SECONDS).
+HOLDS = {"nohold": "0", "hold10": "10"}
+
 # (key, row name, information only): the key is what the child process builds.
 VARIANTS: list[tuple[str, str, bool]] = [
     ("none", "no handler", False),
@@ -59,6 +62,12 @@ VARIANTS: list[tuple[str, str, bool]] = [
         "nohold",
         "TrackerCallbackHandler as above, batches never held while busy "
         "(TRACKER_HOLD_WHILE_BUSY_SECONDS=0), information",
+        True,
+    ),
+    (
+        "hold10",
+        "TrackerCallbackHandler as above, held up to 10 s while busy "
+        "(TRACKER_HOLD_WHILE_BUSY_SECONDS=10), information",
         True,
     ),
     ("seeds", "ClearMLCallbackHandler + CometCallbackHandler (seed classes), information", True),
@@ -117,7 +126,7 @@ def _handlers(kind: str, out: Path) -> list[Any]:
         return [parent_cpu._counting_noop()]
     from tracker import ClearMLCallbackHandler, CometCallbackHandler, TrackerCallbackHandler, sinks
 
-    if kind in ("tracker", "nohold"):  # nohold: the environment says so (_child_main)
+    if kind in ("tracker", *HOLDS):  # the hold: the environment says so (_child_main)
         return [
             TrackerCallbackHandler(
                 [
@@ -238,10 +247,10 @@ def _child_main(argv: list[str]) -> None:
 
     _, kind, mode, sessions, rounds, label, out_arg, result_arg = argv
     out, result = Path(out_arg), Path(result_arg)
-    if kind == "nohold":  # before the link reads it, when the handler is built
+    if kind in HOLDS:  # before the link reads it, when the handler is built
         from workers.options import HOLD_WHILE_BUSY_ENV
 
-        os.environ[HOLD_WHILE_BUSY_ENV] = "0"
+        os.environ[HOLD_WHILE_BUSY_ENV] = HOLDS[kind]
     out.mkdir(parents=True, exist_ok=True)
     prepare_environment(out)  # before anything imports an SDK
     found = asyncio.run(
@@ -529,11 +538,15 @@ def _table(
         "while that process is busy, up to 2 s after each was recorded "
         "(`TRACKER_HOLD_WHILE_BUSY_SECONDS`): the first 4,096 events of a busy spell not "
         "encoded yet (workers/forwarding.py); past them, encoded as they come, as bytes "
-        "(workers/outbox.py, up to 4 MB). So the encoding and the worker work between bursts. "
-        "The timed rounds of a process last about 2 s, at the edge of that hold, and record "
-        "about 20,000 events: the encoding runs during them, the worker mostly not. The "
+        "(workers/outbox.py, up to 16 MB). So the encoding and the worker work between bursts. "
+        "The timed rounds of a process last about 2 s (`ainvoke`) and 4 s (`astream_events`) "
+        "and record about 20,000 and 26,000 events (5.6 and 6.5 MB): at the edge of that hold "
+        "and past it, so the encoding runs during them, and the worker for part of them. The "
         "'never held' row (the same handler with the hold at 0) is what a load sustained past "
-        "the hold costs, the worker working alongside the application.",
+        "the hold costs, the worker working alongside the application; the 'held up to 10 s' "
+        "row holds each process's whole burst (the worker does nothing during the rounds), "
+        "the price being a longer flush after a long busy spell (table 3 in "
+        "benchmarks/analysis.md).",
         "Handlers: `TrackerCallbackHandler([sinks.clearml(task_name=…), sinks.comet(name=…), "
         "sinks.jsonl(dir)], offline_dir=dir)` with its defaults; the seed classes with theirs; "
         "all offline (the benchmark removes API keys and sets offline mode).",

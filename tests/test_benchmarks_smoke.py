@@ -166,6 +166,8 @@ def test_quick_agents_phase(tmp_path: Path) -> None:
             f"| {mode} | no handler |",
             f"| {mode} | no-op run_inline handler |",
             f"| {mode} | TrackerCallbackHandler: ClearML + Comet + JSON lines |",
+            f"| {mode} | TrackerCallbackHandler as above, held up to 10 s while busy "
+            "(TRACKER_HOLD_WHILE_BUSY_SECONDS=10), information |",
             f"| {mode} | ClearMLCallbackHandler + CometCallbackHandler (seed classes), "
             "information |",
         ):

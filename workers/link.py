@@ -50,8 +50,9 @@ RESTART_PAUSE_SECONDS = 1.0
 POLL_SECONDS = 0.05
 #: Bytes of encoded frames waiting for the worker's pipe before the forwarding thread waits too
 #: (mostly frames the resend buffer keeps anyway: little memory of its own). Half of it may be
-#: held while the process is busy (workers.outbox): 16 MB, ~60,000 LangGraph events, a few
-#: seconds of 50 concurrent agent sessions on two cores (issue 15's burst was 5.6-6.5 MB).
+#: held while the process is busy (workers.outbox): 16 MB, ~60,000 LangGraph events, so that a
+#: longer hold (TRACKER_HOLD_WHILE_BUSY_SECONDS) is not cut short by bytes: a 2 s burst of 50
+#: concurrent agent sessions on two cores is 5.6 MB.
 OUTBOX_LIMIT_BYTES = 32 * 1024 * 1024
 # ClearML marks the process that ran Task.init; a child inheriting the mark takes itself for a
 # sub-process of that Task and gets a stub. The worker is a program of its own.
@@ -177,6 +178,11 @@ class WorkerLink:
         return self._outbox.put(
             data, deadline=self._write_deadline, urgent=urgent, hold_since=hold_since
         )
+
+    @property
+    def outbox_bytes(self) -> int:
+        """Bytes of frames waiting for the worker's pipe: held while busy, or behind a full pipe."""
+        return self._outbox.pending_bytes
 
     def busy(self) -> bool:
         """Whether this process is busy now (asked by the forwarding thread only)."""

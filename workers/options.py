@@ -37,10 +37,11 @@ EXIT_DRAIN_SECONDS = float(os.environ.get(EXIT_DRAIN_ENV, "10"))
 #: Environment variable: seconds a batch may wait in the application's process while the
 #: process is busy (0 sends every batch at once). See :mod:`workers.outbox`.
 HOLD_WHILE_BUSY_ENV = "TRACKER_HOLD_WHILE_BUSY_SECONDS"
-#: Long enough for a burst of several seconds to run without the worker beside it (a worker
-#: working alongside cost issue 15's 2-4 s bursts ~10% of their time on two cores); a flush, a
-#: reset or the process going idle sends everything at once, so only a dashboard waits longer.
-DEFAULT_HOLD_WHILE_BUSY_SECONDS = 10.0
+#: A trade: a longer hold keeps the worker off the CPU through longer bursts (a worker working
+#: alongside cost 2 s LangGraph bursts ~10% of their time on two cores), but whatever it held is
+#: the worker's backlog at the next flush. Held 10 s, the flush after 11 s of serving took 7.1 s
+#: against 4.5 s (issue 12's target: 5 s). See benchmarks/analysis.md, issue 15.
+DEFAULT_HOLD_WHILE_BUSY_SECONDS = 2.0
 
 
 def hold_while_busy_seconds() -> float:

@@ -11,8 +11,9 @@ waits, as it did on the pipe.
 Holding while busy: a batch of events may also wait here while the application's process is
 busy (:mod:`workers.busy`), until ``hold_seconds`` after its oldest event was recorded (and up to
 ``hold_bytes``). The worker then does its work between the application's bursts instead of
-during them: on the issue-15 benchmark (50 concurrent LangGraph sessions on two cores) a worker
-working alongside made each round 1.44x the no-handler round, and one with nothing to do 1.18x.
+during them: on the issue-15 benchmark (50 concurrent LangGraph sessions on two cores, bursts of
+~2 s and 5.6 MB), rounds with the worker working alongside took ~10% longer than with it stopped
+(interleaved probes, 10 processes each: 124.6 against 111.6 ms; holding the whole burst, 116.7).
 Before a batch gets here it may already have waited, not encoded yet, in its handler's queue
 (:meth:`workers.forwarding.ForwardingPipeline.pump`), under the same hold. Any other frame (a
 flush, a reset, a handler opening) sends everything queued before it at once, so a flush never
