@@ -539,14 +539,15 @@ def _table(
         "(`TRACKER_HOLD_WHILE_BUSY_SECONDS`): the first 4,096 events of a busy spell not "
         "encoded yet (workers/forwarding.py); past them, encoded as they come, as bytes "
         "(workers/outbox.py, up to 16 MB). So the encoding and the worker work between bursts. "
-        "The timed rounds of a process last about 2 s (`ainvoke`) and 4 s (`astream_events`) "
-        "and record about 20,000 and 26,000 events (5.6 and 6.5 MB): at the edge of that hold "
-        "and past it, so the encoding runs during them, and the worker for part of them. The "
+        "The timed rounds of a process last about 1.5-2 s (`ainvoke`) and 4 s "
+        "(`astream_events`) and record about 20,000 and 26,000 events (5.6 and 6.5 MB): "
+        "`ainvoke`'s at the edge of that hold, `astream_events`' past it. So the encoding runs "
+        "during both, and the worker during part of the second. The "
         "'never held' row (the same handler with the hold at 0) is what a load sustained past "
         "the hold costs, the worker working alongside the application; the 'held up to 10 s' "
         "row holds each process's whole burst (the worker does nothing during the rounds), "
-        "the price being a longer flush after a long busy spell (table 3 in "
-        "benchmarks/analysis.md).",
+        "the price being a longer flush after a long busy spell (benchmarks/analysis.md, "
+        "issue 15).",
         "Handlers: `TrackerCallbackHandler([sinks.clearml(task_name=…), sinks.comet(name=…), "
         "sinks.jsonl(dir)], offline_dir=dir)` with its defaults; the seed classes with theirs; "
         "all offline (the benchmark removes API keys and sets offline mode).",

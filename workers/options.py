@@ -40,7 +40,7 @@ HOLD_WHILE_BUSY_ENV = "TRACKER_HOLD_WHILE_BUSY_SECONDS"
 #: A trade: a longer hold keeps the worker off the CPU through longer bursts (a worker working
 #: alongside cost 2 s LangGraph bursts ~10% of their time on two cores), but whatever it held is
 #: the worker's backlog at the next flush. Held 10 s, the flush after 11 s of serving took 7.1 s
-#: against 4.5 s (issue 12's target: 5 s). See benchmarks/analysis.md, issue 15.
+#: against 4.6 s (issue 12's target: 5 s). See benchmarks/analysis.md, issue 15.
 DEFAULT_HOLD_WHILE_BUSY_SECONDS = 2.0
 
 
