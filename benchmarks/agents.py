@@ -386,7 +386,7 @@ def _burst_table(sz: AgentSizes, runs: dict[str, dict[int, dict[str, Any]]]) -> 
         "process is busy (workers/forwarding.py), so the tracker neither encodes nor works in "
         "the worker during the burst; its finish comes after it (information: the burst's "
         "events are all written, the enqueued and dropped columns). The verdict of issue 15 "
-        "is table 15's, where the rounds outlast the hold."
+        "is table 15's, where the rounds outlast the live events."
     )
     return table
 
@@ -535,19 +535,19 @@ def _table(
         "rounds (the worker runs at niceness 10 on the same 2 cores). Events: the handler's "
         "`enqueued` in the timed rounds (median per process) / `dropped` after the finish (max).",
         "Holding: with its defaults the tracker keeps events in the application's process "
-        "while that process is busy, up to 2 s after each was recorded "
+        "while that process is busy, up to 5 s into the busy spell "
         "(`TRACKER_HOLD_WHILE_BUSY_SECONDS`): the first 4,096 events of a busy spell not "
         "encoded yet (workers/forwarding.py); past them, encoded as they come, as bytes "
-        "(workers/outbox.py, up to 16 MB). So the encoding and the worker work between bursts. "
-        "The timed rounds of a process last about 1.5-2 s (`ainvoke`) and 4 s "
-        "(`astream_events`) and record about 20,000 and 26,000 events (5.6 and 6.5 MB): "
-        "`ainvoke`'s at the edge of that hold, `astream_events`' past it. So the encoding runs "
-        "during both, and the worker during part of the second. The "
+        "(workers/outbox.py, up to 16 MB); a spell that outlasts the hold sends everything as "
+        "it comes until the process is idle. So the encoding of the first events and the "
+        "worker work between bursts. The timed rounds of a process last about 1.5-2 s "
+        "(`ainvoke`) and 4 s (`astream_events`) and record about 20,000 and 26,000 events "
+        "(5.6 and 6.5 MB): both within that hold, so the worker does nothing during them, but "
+        "past the 4,096 live events, so most of the encoding runs during them. The "
         "'never held' row (the same handler with the hold at 0) is what a load sustained past "
         "the hold costs, the worker working alongside the application; the 'held up to 10 s' "
-        "row holds each process's whole burst (the worker does nothing during the rounds), "
-        "the price being a longer flush after a long busy spell (benchmarks/analysis.md, "
-        "issue 15).",
+        "row is a longer hold, the price being a longer flush after a long busy spell "
+        "(benchmarks/analysis.md, issue 15).",
         "Handlers: `TrackerCallbackHandler([sinks.clearml(task_name=…), sinks.comet(name=…), "
         "sinks.jsonl(dir)], offline_dir=dir)` with its defaults; the seed classes with theirs; "
         "all offline (the benchmark removes API keys and sets offline mode).",

@@ -7,7 +7,8 @@
 - An application whose worker never reads again still exits within its deadlines.
 - Batches wait while the process is busy, until a flush (or the hold's end) sends them: first
   as the live events in the handler's queue, not encoded yet; past a count of those, encoded,
-  as bytes in the outbox; and once the oldest is as old as the hold, encoded and sent.
+  as bytes in the outbox; and once the busy spell is as old as the hold, encoded and sent, and
+  from then on sent as they come until the process is idle again.
 """
 
 from __future__ import annotations
@@ -221,29 +222,49 @@ def _readable(fd: int, size: int, timeout: float) -> bytes:
     return got
 
 
+def _end_spell(meter: BusyMeter) -> None:
+    """An idle look ends the busy spell; the next look starts a new one."""
+    meter.share = float("inf")
+    assert not meter.busy() and meter.spell_started is None
+    meter.share = 0.0
+
+
 def test_a_busy_process_holds_batches_until_a_flush_or_the_hold_ends() -> None:
-    always_busy = BusyMeter(share=0.0, window=0.0)
-    outbox = Outbox(1 << 20, lambda: None, hold_seconds=30, meter=always_busy)
+    meter = BusyMeter(share=0.0, window=0.0)  # busy at every look, until its share says not
+    outbox = Outbox(1 << 20, lambda: None, hold_seconds=30, meter=meter)
     with _piped(outbox, blocking_reads=False) as read:
         assert outbox.put(b"e1", hold_since=time.monotonic())
         assert _readable(read, 1, 0.3) == b"", "a batch went out while the process was busy"
         assert outbox.put(b"F")  # a flush: it and everything before it go at once
         assert _readable(read, 3, 5) == b"e1F"
+        # The hold counts from the start of the busy spell.
+        _end_spell(meter)
         outbox.hold_seconds = 0.3
         started = time.monotonic()
         assert outbox.put(b"e2", hold_since=time.monotonic())
         assert _readable(read, 2, 5) == b"e2"
         assert time.monotonic() - started >= 0.25, "the hold ended early"
-        outbox.hold_bytes = 4  # a held backlog past its bytes goes too
-        assert outbox.put(b"e3", hold_since=time.monotonic()) and outbox.put(
-            b"e4", hold_since=time.monotonic()
-        )
-        assert _readable(read, 4, 5) == b"e3e4"
+        # A spell longer than the hold is a sustained load: from then on, batches go at once.
+        started = time.monotonic()
+        assert outbox.put(b"e3", hold_since=time.monotonic())
+        assert _readable(read, 2, 5) == b"e3"
+        assert time.monotonic() - started < 0.2, "a sustained load's batch waited a hold again"
+        # An idle moment ends the spell: the next batch waits again.
+        _end_spell(meter)
+        started = time.monotonic()
+        assert outbox.put(b"e4", hold_since=time.monotonic())
+        assert _readable(read, 2, 5) == b"e4"
+        assert time.monotonic() - started >= 0.25, "a new spell's batch was not held"
+        _end_spell(meter)
         outbox.hold_seconds = 30
-        outbox.hold_bytes = 1 << 20
-        assert outbox.put(b"e5", hold_since=time.monotonic())
+        outbox.hold_bytes = 4  # a held backlog past its bytes goes too
+        assert outbox.put(b"e5", hold_since=time.monotonic()) and outbox.put(
+            b"e6", hold_since=time.monotonic()
+        )
+        assert _readable(read, 2, 5) == b"e5", "the held bytes outgrew their bound"
+        assert _readable(read, 1, 0.3) == b"", "a batch within the bound went at once"
         assert outbox.finish(time.monotonic() + 5), "finish waited for the hold"
-        assert _readable(read, 2, 1) == b"e5"
+        assert _readable(read, 2, 1) == b"e6"
 
 
 def test_an_idle_process_sends_batches_at_once() -> None:
@@ -342,17 +363,64 @@ def test_holding_never_fills_a_small_queue(offline_dir: Path) -> None:
     assert handler.flush_tracker(finish=True, timeout=60).ok
 
 
+def test_a_waiting_error_keeps_no_frame_of_its_traceback_alive(offline_dir: Path) -> None:
+    # An exception kept in an event would keep its traceback, each frame of it and their
+    # locals: a LangGraph tool error's event kept ~320 objects for the collector to walk.
+    handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
+    assert handler.flush_tracker(timeout=60).ok
+    marked: list[weakref.ref[Marker]] = []
+
+    def fail_with_a_local(text: str) -> str:
+        state = Marker()  # only this frame holds it
+        marked.append(weakref.ref(state))
+        raise ValueError(f"no answer for {text}")
+
+    failing = RunnableLambda(fail_with_a_local, name="failing")
+    with hold_while_busy(30), _busy():
+        try:
+            failing.invoke("q", config={"callbacks": [handler]})
+        except ValueError:
+            pass
+        gc.collect()
+        stats = handler.stats()
+        assert stats["queue_depth"] == 2, f"the events did not wait live: {stats}"
+        assert marked[0]() is None, "the waiting error event keeps its frames' locals alive"
+        result = handler.flush_tracker(timeout=60)
+    assert result.ok and result.written == 2, result
+    assert handler.flush_tracker(finish=True, timeout=60).ok
+    lines = [json.loads(line) for line in handler.archive_paths["jsonl"].read_text().splitlines()]
+    (error,) = [r for r in lines if r.get("kind") == "on_chain_error"]
+    fields = error["fields"]
+    assert fields["error_type"] == "ValueError" and fields["error"] == "no answer for q"
+    # Read at the callback: the frames from the failing run down to the raise.
+    assert 'in fail_with_a_local\n    raise ValueError(f"no answer for {text}")' in (
+        fields["traceback"]
+    ), fields["traceback"]
+    assert fields["traceback"].endswith("ValueError: no answer for q\n")
+
+
 def test_events_as_old_as_the_hold_go_while_the_process_stays_busy(offline_dir: Path) -> None:
     handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
     assert handler.flush_tracker(timeout=60).ok
-    with hold_while_busy(0.4), _busy():
+
+    def sent_within(seconds: float, total: int) -> float:
+        started = time.monotonic()
+        while handler.stats()["processed"] < total and time.monotonic() < started + seconds:
+            time.sleep(0.02)
+        stats = handler.stats()
+        assert stats["processed"] == total, f"a load longer than the hold kept its events: {stats}"
+        return time.monotonic() - started
+
+    with hold_while_busy(1.0), _busy():
         for i in range(10):
             _ECHO.invoke(str(i), config={"callbacks": [handler]})
-        deadline = time.monotonic() + 3
-        while handler.stats()["processed"] < 20 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        stats = handler.stats()
-    assert stats["processed"] == 20, f"a load longer than the hold kept its events: {stats}"
+        sent_within(5, 20)
+        # The spell outlasted the hold: a sustained load. What it records from now on goes at
+        # once, not after a hold of its own (the worker's backlog would always be a hold long).
+        for i in range(10):
+            _ECHO.invoke(str(i), config={"callbacks": [handler]})
+        took = sent_within(5, 40)
+    assert took < 0.6, f"a sustained load's events waited {took:.2f}s, a hold of their own"
     assert handler.flush_tracker(finish=True, timeout=60).ok
 
 

@@ -90,3 +90,23 @@ def test_a_frame_read_again_is_the_same_and_the_cache_is_bounded():
         tracebacks._frame("<generated>", line, "step")
     assert tracebacks._frame.cache_info().currsize == tracebacks.FRAME_CACHE_SIZE
     assert format_error(error, error.__traceback__) == first
+
+
+def test_an_error_is_captured_as_it_is_at_its_callback():
+    """``capture`` keeps three strings: the type's name, the message and the traceback text of
+    the frames the error had then (not those it goes up through afterwards)."""
+    error = _caught("cause")
+    captured = tracebacks.capture(error)
+    assert captured == ("LookupError", "wrapped", _stdlib(error))
+    try:  # the error goes on up: its traceback grows, the captured text does not
+        raise error
+    except LookupError:
+        pass
+    assert tracebacks.capture(error).traceback != captured.traceback
+    assert captured.traceback == _stdlib(_caught("cause"))
+    unprintable = tracebacks.capture(_caught("unprintable"))
+    assert unprintable.type_name == "Unprintable" and "Unprintable" in unprintable.message
+    long = tracebacks.capture(ValueError("x" * (tracebacks.MESSAGE_LIMIT + 500)))
+    assert len(long.message) < tracebacks.MESSAGE_LIMIT + 100 and "500" in long.message
+    for not_an_error in (None, "a string", 42):
+        assert tracebacks.capture(not_an_error) is not_an_error

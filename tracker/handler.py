@@ -2,7 +2,9 @@
 
 Read this file top to bottom: it is all the tracker does on the caller's path. No copies (but a
 shallow one of chain input/output dicts, so a caller reusing its dict cannot change what is
-logged), no conversion, no logging, no lock, no SDK call. Everything else happens behind the
+logged), no conversion (but an error's, read at its callback into three strings: an exception
+kept would keep every frame of its traceback alive, see ``workers/tracebacks.py``), no logging,
+no lock, no SDK call. Everything else happens behind the
 queue: a background thread of this process encodes batches (``workers/link.py``) and another
 writes them (``workers/outbox.py``) to the tracker worker, a program of its own
 (``workers/worker.py``).
@@ -23,6 +25,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 
 from workers.event import Kind
 from workers.pipeline import Pipeline
+from workers.tracebacks import capture as _capture
 
 _LLM_START = Kind.LLM_START
 _CHAT_MODEL_START = Kind.CHAT_MODEL_START
@@ -43,14 +46,6 @@ _RETRIEVER_END = Kind.RETRIEVER_END
 _RETRIEVER_ERROR = Kind.RETRIEVER_ERROR
 _RETRY = Kind.RETRY
 _CUSTOM_EVENT = Kind.CUSTOM_EVENT
-
-
-def _traceback(error: BaseException) -> Any:
-    """The traceback the error has now: read later, it would hold every frame it went up since."""
-    try:
-        return error.__traceback__
-    except Exception:  # not an exception after all, or a hostile one: the record says so
-        return None
 
 
 def _own(value: Any) -> Any:
@@ -134,8 +129,8 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        """Record an LLM error (with its traceback as it is now)."""
-        self._put(_LLM_ERROR, run_id, parent_run_id, (error, _traceback(error)), kwargs)
+        """Record an LLM error (read now: its traceback as it is now)."""
+        self._put(_LLM_ERROR, run_id, parent_run_id, (_capture(error),), kwargs)
 
     # -- chains --------------------------------------------------------------------------------
 
@@ -170,8 +165,8 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        """Record a chain error (with its traceback as it is now)."""
-        self._put(_CHAIN_ERROR, run_id, parent_run_id, (error, _traceback(error)), kwargs)
+        """Record a chain error (read now: its traceback as it is now)."""
+        self._put(_CHAIN_ERROR, run_id, parent_run_id, (_capture(error),), kwargs)
 
     # -- tools, agents, text -------------------------------------------------------------------
 
@@ -206,8 +201,8 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        """Record a tool error (with its traceback as it is now)."""
-        self._put(_TOOL_ERROR, run_id, parent_run_id, (error, _traceback(error)), kwargs)
+        """Record a tool error (read now: its traceback as it is now)."""
+        self._put(_TOOL_ERROR, run_id, parent_run_id, (_capture(error),), kwargs)
 
     def on_text(
         self,
@@ -275,8 +270,8 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        """Record a retriever error (with its traceback as it is now)."""
-        self._put(_RETRIEVER_ERROR, run_id, parent_run_id, (error, _traceback(error)), kwargs)
+        """Record a retriever error (read now: its traceback as it is now)."""
+        self._put(_RETRIEVER_ERROR, run_id, parent_run_id, (_capture(error),), kwargs)
 
     def on_retry(
         self,

@@ -7,6 +7,7 @@ tracker worker takes CPU, caches and scheduler time from it in the middle of a b
 
 from __future__ import annotations
 
+import threading
 import time
 
 #: Share of one core this process must have used, over :data:`WINDOW_SECONDS`, to be busy.
@@ -15,7 +16,14 @@ WINDOW_SECONDS = 0.05
 
 
 class BusyMeter:
-    """Samples ``time.process_time()`` (every thread of the process) against the wall clock."""
+    """Samples ``time.process_time()`` (every thread of the process) against the wall clock.
+
+    It also tells when the current busy spell began (:attr:`spell_started`): a hold that counts
+    from there ends for the whole spell at once, so a load sustained past it runs with the
+    worker beside it and no lag, instead of each batch waiting out a hold of its own. The link's
+    threads share one meter (thread-safe), so that the spell is timed by the one that looks
+    most often (the forwarding thread, every poll).
+    """
 
     def __init__(self, share: float = BUSY_SHARE, window: float = WINDOW_SECONDS) -> None:
         """Busy when the process used ``share`` of a core over the last ``window`` seconds."""
@@ -23,19 +31,37 @@ class BusyMeter:
         self.window = window
         self._since = (time.monotonic(), time.process_time())
         self._busy = False
+        self._lock = threading.Lock()
+        #: ``time.monotonic()`` when the current busy spell began; None while idle.
+        self.spell_started: float | None = None
 
     def busy(self) -> bool:
         """The verdict of the last full window (a new window starts when one is over).
 
         After a pause of more than two windows between calls, the old sample says nothing of
         the last moment: a new window starts, and the process counts as busy until it ends.
+        The spell goes on through such a pause only if the process was busy on average over
+        it; otherwise a new one starts now.
         """
+        with self._lock:
+            return self._look()
+
+    def _look(self) -> bool:
         now, cpu = time.monotonic(), time.process_time()
-        wall = now - self._since[0]
+        start, start_cpu = self._since
+        wall = now - start
         if self.window > 0 and wall > 2 * self.window:
+            if (cpu - start_cpu) < self.share * wall or self.spell_started is None:
+                self.spell_started = now
             self._busy = True
             self._since = (now, cpu)
         elif wall >= self.window:
-            self._busy = (cpu - self._since[1]) >= self.share * wall
+            self._busy = (cpu - start_cpu) >= self.share * wall
+            if not self._busy:
+                self.spell_started = None
+            elif self.spell_started is None:
+                self.spell_started = start
             self._since = (now, cpu)
+        elif self._busy and self.spell_started is None:
+            self.spell_started = start
         return self._busy

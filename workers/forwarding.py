@@ -292,9 +292,10 @@ class ForwardingPipeline(FlushWaiting):
 
         They may at the start of a burst: while this process is busy, nothing but events waits
         (a flush or a reset goes at once, and so does what is before it), the oldest was
-        recorded less than the link's ``hold_seconds`` ago, and fewer than ``_hold_events``
-        wait. A burst that outgrows that is a long one: until the process is idle again, its
-        events are encoded as they come, as without a hold (the outbox still holds the bytes).
+        recorded and the busy spell began less than the link's ``hold_seconds`` ago, and fewer
+        than ``_hold_events`` wait. A burst that outgrows that is a long one: until the process
+        is idle again, its events are encoded as they come, as without a hold (the outbox still
+        holds the bytes).
         Live events are objects the application's garbage collector walks at each collection,
         so keeping thousands of them waiting through a long burst costs more than encoding them
         (measured: benchmarks/analysis.md, issue 15).
@@ -309,7 +310,8 @@ class ForwardingPipeline(FlushWaiting):
         oldest = queue.oldest_time()
         if oldest is None or self._long_burst:
             return False
-        if queue.depth >= self._hold_events or time.time() - oldest >= link.hold_seconds:
+        waited = max(time.time() - oldest, link.spell_seconds())
+        if queue.depth >= self._hold_events or waited >= link.hold_seconds:
             self._long_burst = True
             return False
         return True

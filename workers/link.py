@@ -74,8 +74,12 @@ class WorkerLink:
         #: encoded (here) and before the worker gets them (the outbox): the tracker's work
         #: waits for the application's quiet moments (0: never).
         self.hold_seconds = hold_while_busy_seconds()
-        self._meter = BusyMeter()  # the forwarding thread's own (the outbox has another)
-        self._outbox = Outbox(OUTBOX_LIMIT_BYTES, self._broken, hold_seconds=self.hold_seconds)
+        # One meter for both holds: the forwarding thread looks at every poll, so the busy
+        # spell's start is known even when no frame waits in the outbox.
+        self._meter = BusyMeter()
+        self._outbox = Outbox(
+            OUTBOX_LIMIT_BYTES, self._broken, hold_seconds=self.hold_seconds, meter=self._meter
+        )
         self._thread: threading.Thread | None = None
         self._dead = False
         self._stopping = False
@@ -185,8 +189,13 @@ class WorkerLink:
         return self._outbox.pending_bytes
 
     def busy(self) -> bool:
-        """Whether this process is busy now (asked by the forwarding thread only)."""
+        """Whether this process is busy now (the forwarding thread asks at every poll)."""
         return self._meter.busy()
+
+    def spell_seconds(self) -> float:
+        """How long this process has been busy, as of the last :meth:`busy` (0: idle)."""
+        started = self._meter.spell_started
+        return 0.0 if started is None else time.monotonic() - started
 
     def set_hold(self, seconds: float) -> None:
         """Change :attr:`hold_seconds` here and in the outbox (``tracker.testing``)."""

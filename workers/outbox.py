@@ -9,8 +9,12 @@ encoded to, which the collector never looks at, up to a byte limit; past the lim
 waits, as it did on the pipe.
 
 Holding while busy: a batch of events may also wait here while the application's process is
-busy (:mod:`workers.busy`), until ``hold_seconds`` after its oldest event was recorded (and up to
-``hold_bytes``). The worker then does its work between the application's bursts instead of
+busy (:mod:`workers.busy`), until ``hold_seconds`` after the busy spell began (or its oldest
+event was recorded, if earlier), and up to ``hold_bytes``. A spell that outlasts the hold is a
+sustained load, not a burst: no quiet moment is coming for the worker to catch up in, so from
+then on until the process is idle again, frames go at once (held one by one, each for the whole
+hold, the worker's backlog was always ``hold_seconds`` long: the flush after serving, issue 12,
+took that much longer). The worker then does its work between the application's bursts instead of
 during them: on the issue-15 benchmark (50 concurrent LangGraph sessions on two cores, bursts of
 ~2 s and 5.6 MB), rounds with the worker working alongside took ~10% longer than with it stopped
 (interleaved probes, 10 processes each: 124.6 against 111.6 ms; holding the whole burst, 116.7).
@@ -56,9 +60,9 @@ class Outbox:
         """Hold up to ``limit_bytes`` of frames; ``on_broken`` is called (from the writer thread)
         when the current pipe fails, so the link can start a new worker.
 
-        ``hold_seconds``: how long after its ``hold_since`` a frame may wait while the process
-        is busy (0: never), as long as such frames add up to less than ``hold_bytes`` (default:
-        half of ``limit_bytes``).
+        ``hold_seconds``: how long after the start of the busy spell (or its ``hold_since``, if
+        earlier) a frame may wait while the process is busy (0: never), as long as such frames
+        add up to less than ``hold_bytes`` (default: half of ``limit_bytes``).
         """
         self.limit_bytes = limit_bytes
         self.hold_seconds = hold_seconds
@@ -102,8 +106,9 @@ class Outbox:
 
         ``urgent``: goes before every frame still waiting (one being written is finished first).
         ``hold_since``: a batch of events, recorded since then (a ``time.monotonic()`` value),
-        which may wait while the process is busy until ``hold_seconds`` after it; a frame
-        without one (anything but events) sends what is queued before it at once.
+        which may wait while the process is busy, until ``hold_seconds`` after the busy spell
+        began (or after ``hold_since``, if earlier); a frame without one (anything but events)
+        sends what is queued before it at once.
         """
         with self._ready:
             generation = self._generation
@@ -153,12 +158,21 @@ class Outbox:
         self._releases = 0
 
     def _hold_for(self) -> float:
-        """Seconds the head frame may still wait (0: write it now); holds the lock."""
+        """Seconds the head frame may still wait (0: write it now); holds the lock.
+
+        The hold counts from the start of the busy spell (or from the head frame's oldest
+        event, if that is earlier): once a spell outlasts it, every frame goes at once until
+        the process is idle again.
+        """
         since = self._frames[0][1]
         if since is None or self._releases or self._draining or self.hold_seconds <= 0:
             return 0.0
-        left = since + self.hold_seconds - time.monotonic()
-        if left <= 0 or self._bytes >= self.hold_bytes or not self._meter.busy():
+        if self._bytes >= self.hold_bytes or not self._meter.busy():
+            return 0.0
+        spell = self._meter.spell_started
+        started = since if spell is None else min(since, spell)
+        left = started + self.hold_seconds - time.monotonic()
+        if left <= 0:
             return 0.0
         return min(left, HOLD_CHECK_SECONDS)
 

@@ -26,7 +26,7 @@ from workers.sanitize import (
     safe_str,
     to_jsonable,
 )
-from workers.tracebacks import format_error
+from workers.tracebacks import MESSAGE_LIMIT, TRACEBACK_LIMIT, CapturedError, format_error
 
 logger = logging.getLogger("tracker.records")
 
@@ -208,6 +208,12 @@ def _buffer_string(messages: list[Any], budget: Budget) -> str:
 
 
 def _error(err: Any, at_callback: Any, budget: Budget) -> dict[str, Any]:
+    if type(err) is CapturedError:  # read at the callback, clipped there
+        return {
+            "error_type": err.type_name,
+            "error": budget.text(err.message, len(err.message)),
+            "traceback": budget.text(err.traceback, len(err.traceback)),
+        }
     tb = ""
     if isinstance(err, BaseException):
         if not isinstance(at_callback, TracebackType):
@@ -218,8 +224,8 @@ def _error(err: Any, at_callback: Any, budget: Budget) -> dict[str, Any]:
             tb = ""
     return {
         "error_type": type(err).__name__,
-        "error": safe_str(err, 10_000, budget),
-        "traceback": safe_str(tb, 20_000, budget),
+        "error": safe_str(err, MESSAGE_LIMIT, budget),
+        "traceback": safe_str(tb, TRACEBACK_LIMIT, budget),
     }
 
 

@@ -9,7 +9,9 @@ pipeline would, so the logged data does not depend on where it was converted.
 Three kinds of event are converted here instead (:func:`workers.records.convert`, which never
 raises), and cross as finished records:
 
-- errors: the traceback is read from the live exception (it does not pickle);
+- errors that reach here as live exceptions (the handlers read theirs at the callback, see
+  :func:`workers.tracebacks.capture`): the traceback is read from the exception (it does not
+  pickle);
 - events whose payload is an object the worker may not import (the user's classes, closures;
   see :mod:`workers.wire`: one nested inside a payload, such as LangGraph's ``Send`` in a
   chain's outputs, goes as its plain data instead, in the same single pickling pass), or that
@@ -34,6 +36,7 @@ from workers.records import (
     preconverted,
     token_of,
 )
+from workers.tracebacks import CapturedError
 
 #: The keyword arguments the records are built from (workers.records); the rest stays here.
 _KEPT = ("name", "tags", "metadata", "inputs", COUNTERS_KEY)
@@ -70,6 +73,11 @@ def event_item(event: Event) -> tuple[Any, ...]:
     )
 
 
+def _captured(data: tuple[Any, ...]) -> bool:
+    """Whether an error event's payload is the :class:`CapturedError` its handler read."""
+    return len(data) == 1 and type(data[0]) is CapturedError
+
+
 def _record_item(event: Event, enrich: Enrich | None) -> tuple[str, tuple[Any, ...]]:
     record = convert(event)
     if enrich is not None:
@@ -88,7 +96,7 @@ def encode(events: list[Event], enrich: Enrich | None = None) -> bytes:
     for event in events:
         kind = event.kind
         if (
-            kind in RUN_ERRORS
+            (kind in RUN_ERRORS and not _captured(event.data))
             or (enrich is not None and kind is Kind.LLM_END)
             or not all(map(portable, event.data))
         ):
