@@ -393,8 +393,9 @@ def test_a_waiting_error_keeps_no_frame_of_its_traceback_alive(offline_dir: Path
     fields = error["fields"]
     assert fields["error_type"] == "ValueError" and fields["error"] == "no answer for q"
     # Read at the callback: the frames from the failing run down to the raise.
-    assert 'in fail_with_a_local\n    raise ValueError(f"no answer for {text}")' in (
-        fields["traceback"]
+    assert (
+        'in fail_with_a_local\n    raise ValueError(f"no answer for {text}")'
+        in (fields["traceback"])
     ), fields["traceback"]
     assert fields["traceback"].endswith("ValueError: no answer for q\n")
 
