@@ -394,8 +394,7 @@ def test_a_waiting_error_keeps_no_frame_of_its_traceback_alive(offline_dir: Path
     assert fields["error_type"] == "ValueError" and fields["error"] == "no answer for q"
     # Read at the callback: the frames from the failing run down to the raise.
     assert (
-        'in fail_with_a_local\n    raise ValueError(f"no answer for {text}")'
-        in (fields["traceback"])
+        'in fail_with_a_local\n    raise ValueError(f"no answer for {text}")' in fields["traceback"]
     ), fields["traceback"]
     assert fields["traceback"].endswith("ValueError: no answer for q\n")
 
