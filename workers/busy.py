@@ -62,6 +62,4 @@ class BusyMeter:
             elif self.spell_started is None:
                 self.spell_started = start
             self._since = (now, cpu)
-        elif self._busy and self.spell_started is None:
-            self.spell_started = start
         return self._busy

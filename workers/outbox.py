@@ -10,14 +10,15 @@ waits, as it did on the pipe.
 
 Holding while busy: a batch of events may also wait here while the application's process is
 busy (:mod:`workers.busy`), until ``hold_seconds`` after the busy spell began (or its oldest
-event was recorded, if earlier), and up to ``hold_bytes``. A spell that outlasts the hold is a
-sustained load, not a burst: no quiet moment is coming for the worker to catch up in, so from
-then on until the process is idle again, frames go at once (held one by one, each for the whole
-hold, the worker's backlog was always ``hold_seconds`` long: the flush after serving, issue 12,
-took that much longer). The worker then does its work between the application's bursts instead of
-during them: on the issue-15 benchmark (50 concurrent LangGraph sessions on two cores, bursts of
-~2 s and 5.6 MB), rounds with the worker working alongside took ~10% longer than with it stopped
-(interleaved probes, 10 processes each: 124.6 against 111.6 ms; holding the whole burst, 116.7).
+event was recorded, if earlier), and up to ``hold_bytes``. The worker then does its work between
+the application's bursts instead of during them: on the issue-15 benchmark (50 concurrent
+LangGraph sessions on two cores, bursts of ~2 s and 5.6 MB), rounds with the worker working
+alongside took ~10% longer than with it stopped (interleaved probes, 10 processes each: 124.6
+against 111.6 ms; holding the whole burst, 116.7). A spell that outlasts the hold is a sustained
+load, not a burst: no quiet moment is coming for the worker to catch up in, so from then on until
+the process is idle again, frames go at once. (Held one by one, each for a whole hold, the
+worker's backlog was always ``hold_seconds`` long, and the flush after serving, issue 12, took
+that much longer.)
 Before a batch gets here it may already have waited, not encoded yet, in its handler's queue
 (:meth:`workers.forwarding.ForwardingPipeline.pump`), under the same hold. Any other frame (a
 flush, a reset, a handler opening) sends everything queued before it at once, so a flush never
