@@ -31,7 +31,7 @@ from typing import Any
 from langchain_core.runnables import RunnableLambda
 
 from tracker import TrackerCallbackHandler, sinks
-from tracker.testing import hold_while_busy
+from tracker.testing import always_busy, hold_while_busy
 from workers.busy import BusyMeter
 from workers.link import current_link
 from workers.outbox import Outbox
@@ -376,7 +376,7 @@ def test_a_waiting_error_keeps_no_frame_of_its_traceback_alive(offline_dir: Path
         raise ValueError(f"no answer for {text}")
 
     failing = RunnableLambda(fail_with_a_local, name="failing")
-    with hold_while_busy(30), _busy():
+    with hold_while_busy(30), always_busy():
         try:
             failing.invoke("q", config={"callbacks": [handler]})
         except ValueError:
@@ -411,7 +411,9 @@ def test_events_as_old_as_the_hold_go_while_the_process_stays_busy(offline_dir: 
         assert stats["processed"] == total, f"a load longer than the hold kept its events: {stats}"
         return time.monotonic() - started
 
-    with hold_while_busy(1.0), _busy():
+    # Busy throughout (always_busy): on a loaded machine a real spinner may be descheduled for
+    # a moment, and an idle moment rightly ends the spell (the next batch is held again).
+    with hold_while_busy(1.0), always_busy():
         for i in range(10):
             _ECHO.invoke(str(i), config={"callbacks": [handler]})
         sent_within(5, 20)

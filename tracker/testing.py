@@ -7,6 +7,9 @@
   :class:`FaultySink`, to test the worker itself under faults.
 - :func:`hold_while_busy`: another hold for this process's tracker (what
   ``TRACKER_HOLD_WHILE_BUSY_SECONDS`` sets when the worker starts), within a block.
+- :func:`always_busy`: this process counts as busy within a block, whatever CPU the machine
+  leaves it, so a test of the holds does not fail when a loaded machine descheduled it for a
+  moment (an idle moment ends a busy spell).
 """
 
 from __future__ import annotations
@@ -15,11 +18,18 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 
-from workers.link import current_link
+from workers.link import WorkerLink, current_link
 from workers.sinks.base import Sink
 from workers.testing import FaultySink, faulty
 
-__all__ = ["FaultySink", "current_wrapper", "faulty", "hold_while_busy", "wrap_sinks"]
+__all__ = [
+    "FaultySink",
+    "always_busy",
+    "current_wrapper",
+    "faulty",
+    "hold_while_busy",
+    "wrap_sinks",
+]
 
 SinkWrapper = Callable[[Sink], Sink]
 
@@ -43,18 +53,37 @@ def current_wrapper() -> SinkWrapper | None:
     return wrap
 
 
+def _link() -> WorkerLink:
+    link = current_link()
+    if link is None:
+        raise RuntimeError("no tracker worker yet: build a TrackerCallbackHandler first")
+    return link
+
+
 @contextlib.contextmanager
 def hold_while_busy(seconds: float) -> Iterator[None]:
     """Within the block, this process's events wait at most ``seconds`` while it is busy.
 
     Applies to the tracker worker link of the handlers built so far (build one first).
     """
-    link = current_link()
-    if link is None:
-        raise RuntimeError("no tracker worker yet: build a TrackerCallbackHandler first")
+    link = _link()
     previous = link.hold_seconds
     link.set_hold(seconds)
     try:
         yield
     finally:
         link.set_hold(previous)
+
+
+@contextlib.contextmanager
+def always_busy() -> Iterator[None]:
+    """Within the block, this process counts as busy (one busy spell, from the block's start).
+
+    Applies to the tracker worker link of the handlers built so far (build one first).
+    """
+    link = _link()
+    previous = link.set_busy_share(0.0)
+    try:
+        yield
+    finally:
+        link.set_busy_share(previous)
