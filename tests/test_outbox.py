@@ -413,7 +413,7 @@ def test_events_as_old_as_the_hold_go_while_the_process_stays_busy(offline_dir: 
 
     # Busy throughout (always_busy): on a loaded machine a real spinner may be descheduled for
     # a moment, and an idle moment rightly ends the spell (the next batch is held again).
-    with hold_while_busy(1.0), always_busy():
+    with hold_while_busy(2.0), always_busy():
         for i in range(10):
             _ECHO.invoke(str(i), config={"callbacks": [handler]})
         sent_within(5, 20)
@@ -422,7 +422,7 @@ def test_events_as_old_as_the_hold_go_while_the_process_stays_busy(offline_dir: 
         for i in range(10):
             _ECHO.invoke(str(i), config={"callbacks": [handler]})
         took = sent_within(5, 40)
-    assert took < 0.6, f"a sustained load's events waited {took:.2f}s, a hold of their own"
+    assert took < 1.0, f"a sustained load's events waited {took:.2f}s, a hold of their own"
     assert handler.flush_tracker(finish=True, timeout=60).ok
 
 
