@@ -35,6 +35,17 @@ class BusyMeter:
         #: ``time.monotonic()`` when the current busy spell began; None while idle.
         self.spell_started: float | None = None
 
+    def set_share(self, share: float) -> float:
+        """Judge by ``share`` from now on: a new window and a new busy spell start now (busy
+        until the window ends, as after a pause); returns the previous share."""
+        with self._lock:
+            previous, self.share = self.share, share
+            now = time.monotonic()
+            self._since = (now, time.process_time())
+            self._busy = True
+            self.spell_started = now
+            return previous
+
     def busy(self) -> bool:
         """The verdict of the last full window (a new window starts when one is over).
 

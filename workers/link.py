@@ -198,10 +198,9 @@ class WorkerLink:
         return 0.0 if started is None else time.monotonic() - started
 
     def set_busy_share(self, share: float) -> float:
-        """Set the share of a core that makes this process busy (0: always); returns the
-        previous share (``tracker.testing.always_busy``)."""
-        previous, self._meter.share = self._meter.share, share
-        return previous
+        """Set the share of a core that makes this process busy (0: always), in a busy spell
+        of its own; returns the previous share (``tracker.testing.always_busy``)."""
+        return self._meter.set_share(share)
 
     def set_hold(self, seconds: float) -> None:
         """Change :attr:`hold_seconds` here and in the outbox (``tracker.testing``)."""
