@@ -336,6 +336,8 @@ def _bursts(sz: AgentSizes, tmp: Path) -> dict[str, dict[int, dict[str, Any]]]:
 
 
 def _burst_table(sz: AgentSizes, runs: dict[str, dict[int, dict[str, Any]]]) -> Table:
+    from workers.forwarding import LIVE_HOLD_EVENTS  # not at the top: "none" children import none
+
     table = Table(
         id="agents_bursts",
         title=(
@@ -382,11 +384,11 @@ def _burst_table(sz: AgentSizes, runs: dict[str, dict[int, dict[str, Any]]]) -> 
     table.notes.append(
         "The same processes as table 15 (`ainvoke`; handlers started, a warm-up round drained, "
         f"`gc.collect()`), with {sz.burst_rounds} timed rounds instead of {sz.rounds}: about "
-        "0.35 s and 3,900 events, fewer than the 4,096 that may wait not encoded while the "
-        "process is busy (workers/forwarding.py), so the tracker neither encodes nor works in "
-        "the worker during the burst; its finish comes after it (information: the burst's "
-        "events are all written, the enqueued and dropped columns). The verdict of issue 15 "
-        "is table 15's, where the rounds outlast the live events."
+        f"0.35 s and 3,900 events, fewer than the {LIVE_HOLD_EVENTS:,} that may wait not "
+        "encoded while the process is busy (workers/forwarding.py), so the tracker neither "
+        "encodes nor works in the worker during the burst; its finish comes after it "
+        "(information: the burst's events are all written, the enqueued and dropped columns). "
+        "The verdict of issue 15 is table 15's, where the rounds are longer."
     )
     return table
 
@@ -394,6 +396,8 @@ def _burst_table(sz: AgentSizes, runs: dict[str, dict[int, dict[str, Any]]]) -> 
 def _table(
     sz: AgentSizes, runs: dict[tuple[str, str], dict[int, dict[str, Any]]], errors: list[str]
 ) -> Table:
+    from workers.forwarding import LIVE_HOLD_EVENTS  # not at the top: "none" children import none
+
     table = Table(
         id="agents",
         title=(
@@ -536,14 +540,14 @@ def _table(
         "`enqueued` in the timed rounds (median per process) / `dropped` after the finish (max).",
         "Holding: with its defaults the tracker keeps events in the application's process "
         "while that process is busy, up to 5 s into the busy spell "
-        "(`TRACKER_HOLD_WHILE_BUSY_SECONDS`): the first 4,096 events of a busy spell not "
-        "encoded yet (workers/forwarding.py); past them, encoded as they come, as bytes "
-        "(workers/outbox.py, up to 16 MB); a spell that outlasts the hold sends everything as "
-        "it comes until the process is idle. So the encoding of the first events and the "
-        "worker work between bursts. The timed rounds of a process last about 1.5-2 s "
+        f"(`TRACKER_HOLD_WHILE_BUSY_SECONDS`): the first {LIVE_HOLD_EVENTS:,} events of a "
+        "busy spell not encoded yet (workers/forwarding.py); past them, encoded as they come, "
+        "as bytes (workers/outbox.py, up to 16 MB); a spell that outlasts the hold sends "
+        "everything as it comes until the process is idle. So the encoding and the worker's "
+        "work come after a burst. The timed rounds of a process last about 1.5-2 s "
         "(`ainvoke`) and 4 s (`astream_events`) and record about 20,000 and 26,000 events "
-        "(5.6 and 6.5 MB): both within that hold, so the worker does nothing during them, but "
-        "past the 4,096 live events, so most of the encoding runs during them. The "
+        "(5.6 and 6.5 MB): both within that hold and that count, so the tracker neither "
+        "encodes nor works in the worker during them. The "
         "'never held' row (the same handler with the hold at 0) is what a load sustained past "
         "the hold costs, the worker working alongside the application; the 'held up to 10 s' "
         "row is a longer hold, the price being a longer flush after a long busy spell "

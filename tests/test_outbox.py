@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from langchain_core.callbacks import CallbackManager
 from langchain_core.runnables import RunnableLambda
 
 from tracker import TrackerCallbackHandler, sinks
@@ -300,7 +301,9 @@ _ECHO = RunnableLambda(lambda text: text, name="echo")
 def test_a_handler_in_a_busy_process_sends_at_its_flush(offline_dir: Path) -> None:
     handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
     assert handler.flush_tracker(timeout=60).ok
-    with _busy():
+    # Busy, and saturated (always_busy): a real spinner descheduled for a moment on a loaded
+    # machine leaves the GIL room, and the events are then rightly encoded (not held live).
+    with always_busy():
         for i in range(10):
             _ECHO.invoke(str(i), config={"callbacks": [handler]})
         time.sleep(0.8)
@@ -317,7 +320,7 @@ def test_a_handler_in_a_busy_process_sends_at_its_flush(offline_dir: Path) -> No
 
 
 def test_a_burst_past_a_count_of_live_events_is_encoded_as_it_comes(offline_dir: Path) -> None:
-    # At most queue_size / 4 = 100 events wait live; the rest as bytes.
+    # At most queue_size // 3 = 133 events wait live; the rest as bytes.
     handler = TrackerCallbackHandler(
         [sinks.jsonl(offline_dir)], offline_dir=offline_dir, batch_size=50, queue_size=400
     )
@@ -337,7 +340,7 @@ def test_a_burst_past_a_count_of_live_events_is_encoded_as_it_comes(offline_dir:
         result = handler.flush_tracker(timeout=60)
     assert result.ok and result.written == 180 and result.dropped == 0, result
     time.sleep(0.3)  # an idle moment ends the long spell: the next burst is held again
-    with _busy():
+    with always_busy():  # saturated too (see test_a_handler_in_a_busy_process_sends_at_its_flush)
         for i in range(10):
             _ECHO.invoke(str(i), config={"callbacks": [handler]})
         time.sleep(0.2)
@@ -399,6 +402,43 @@ def test_a_waiting_error_keeps_no_frame_of_its_traceback_alive(offline_dir: Path
     assert fields["traceback"].endswith("ValueError: no answer for q\n")
 
 
+def test_a_waiting_event_keeps_none_of_the_keyword_arguments_its_record_does_not_use(
+    offline_dir: Path,
+) -> None:
+    # LangChain passes each callback a keyword dict of its own (invocation parameters, a
+    # streamed token's chunk, whatever a caller adds): a waiting event that kept it would keep
+    # all of that for the collector to walk. The queue keeps name, tags, metadata and inputs.
+    handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
+    assert handler.flush_tracker(timeout=60).ok
+    manager = CallbackManager.configure(
+        inheritable_callbacks=[handler],
+        inheritable_tags=["agent"],
+        inheritable_metadata={"thread_id": "t-1"},
+    )
+    with hold_while_busy(30), always_busy():
+        run = manager.on_chain_start({"name": "planner"}, {"question": "q"}, name="planner")
+        note = Marker()
+        noted = weakref.ref(note)
+        run.on_text("a note", note=note)  # LangChain hands ``note`` to the handler's kwargs
+        del note
+        run.on_chain_end({"answer": "a"})
+        gc.collect()
+        stats = handler.stats()
+        assert stats["queue_depth"] == 3, f"the events did not wait live: {stats}"
+        assert noted() is None, "a waiting event keeps LangChain's keyword arguments alive"
+        result = handler.flush_tracker(timeout=60)
+    assert result.ok and result.written == 3, result
+    assert handler.flush_tracker(finish=True, timeout=60).ok
+    lines = [json.loads(line) for line in handler.archive_paths["jsonl"].read_text().splitlines()]
+    by_kind = {line["kind"]: line for line in lines if "kind" in line}
+    start, text = by_kind["on_chain_start"], by_kind["on_text"]
+    assert start["name"] == "planner" and start["tags"] == ["agent"], start
+    assert start["metadata"]["thread_id"] == "t-1", start
+    assert start["fields"]["inputs"] == {"question": "q"}, start
+    assert text["fields"]["text"] == "a note", text
+    assert by_kind["on_chain_end"]["fields"]["outputs"] == {"answer": "a"}
+
+
 def test_events_as_old_as_the_hold_go_while_the_process_stays_busy(offline_dir: Path) -> None:
     handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
     assert handler.flush_tracker(timeout=60).ok
@@ -429,9 +469,12 @@ def test_events_as_old_as_the_hold_go_while_the_process_stays_busy(offline_dir: 
 def test_a_longer_hold_keeps_megabytes_of_a_burst_from_the_worker(
     offline_dir: Path,
 ) -> None:
-    # A hold of 10 s (TRACKER_HOLD_WHILE_BUSY_SECONDS=10): a burst like issue 15's, past the
-    # live count (4,096 events) and over 6 MB of bytes, runs without the worker beside it.
-    handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
+    # A hold of 10 s (TRACKER_HOLD_WHILE_BUSY_SECONDS=10): a burst past the live count (a third
+    # of the queue at most: 3,333 events here) and over 6 MB of bytes runs without the worker
+    # beside it.
+    handler = TrackerCallbackHandler(
+        [sinks.jsonl(offline_dir)], offline_dir=offline_dir, queue_size=10_000
+    )
     assert handler.flush_tracker(timeout=60).ok
     runs = 2_100
     with hold_while_busy(10), _busy():
@@ -455,12 +498,37 @@ def test_a_longer_hold_keeps_megabytes_of_a_burst_from_the_worker(
 
 
 def test_the_busy_meter_tells_computing_from_waiting() -> None:
-    meter = BusyMeter(share=0.5, window=0.05)
+    meter = BusyMeter(share=0.5, window=0.05, saturation=0.5)
     time.sleep(0.2)
     assert meter.busy(), "after a pause the verdict waits for a fresh window, counted busy"
     time.sleep(0.06)  # a window of waiting
-    assert not meter.busy()
+    assert not meter.busy() and not meter.saturated
     until = time.monotonic() + 0.06
     while time.monotonic() < until:  # a window of computing
         sum(range(1000))
-    assert meter.busy()
+    assert meter.busy() and meter.saturated
+
+
+def test_the_busy_meter_does_not_count_the_trackers_own_threads_as_the_applications() -> None:
+    # The tracker's thread computing (encoding) while the application waits: the process is
+    # busy, but the application leaves the GIL room, so encoding now costs it little.
+    meter = BusyMeter(share=0.5, window=0.05, saturation=0.5)
+    stop = threading.Event()
+    verdicts: list[tuple[bool, bool]] = []
+
+    def tracker_thread() -> None:
+        meter.count_as_own()
+        time.sleep(0.12)  # past the first window, which counts as busy and saturated
+        while not stop.is_set():
+            until = time.monotonic() + 0.06
+            while time.monotonic() < until:  # a window of the tracker computing
+                sum(range(1000))
+            verdicts.append((meter.busy(), meter.saturated))
+
+    thread = threading.Thread(target=tracker_thread)
+    thread.start()
+    time.sleep(0.5)  # the application waits
+    stop.set()
+    thread.join()
+    assert any(busy for busy, _ in verdicts), verdicts
+    assert not any(saturated for _, saturated in verdicts[1:]), verdicts

@@ -176,7 +176,7 @@ def test_without_a_spool_an_outage_loses_events_and_says_so(offline_dir: Path):
 
 def _fill(queue: EventQueue, n: int) -> None:
     for i in range(n):
-        queue.put(Kind.TEXT, None, None, (f"e{i}",), {})
+        queue.put(Kind.TEXT, None, None, {}, f"e{i}")
 
 
 def test_overflow_drop_newest_and_drop_oldest_keep_exact_counts():

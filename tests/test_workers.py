@@ -17,7 +17,7 @@ from workers.session import SessionStore
 
 def test_full_queue_drops_newest_and_counts_exactly():
     queue = EventQueue(maxsize=10, wake_at=5)
-    accepted = [queue.put(Kind.TEXT, None, None, (i,), {}) for i in range(15)]
+    accepted = [queue.put(Kind.TEXT, None, None, {}, i) for i in range(15)]
     assert accepted == [True] * 10 + [False] * 5
     assert (queue.enqueued, queue.dropped, queue.depth) == (15, 5, 10)
     queue.put_control(Kind.FLUSH, ())  # control records are never refused
@@ -28,9 +28,9 @@ def test_full_queue_drops_newest_and_counts_exactly():
 
 def test_closed_queue_refuses_and_counts():
     queue = EventQueue(maxsize=10)
-    queue.put(Kind.TEXT, None, None, ("before",), {})
+    queue.put(Kind.TEXT, None, None, {}, "before")
     assert queue.close() == 1
-    assert queue.put(Kind.TEXT, None, None, ("after",), {}) is False
+    assert queue.put(Kind.TEXT, None, None, {}, "after") is False
     assert (queue.enqueued, queue.dropped, queue.depth) == (2, 2, 0)
 
 
@@ -40,7 +40,7 @@ def test_wake_fires_once_at_threshold_from_many_threads():
 
     def produce() -> None:
         for i in range(5000):
-            queue.put(Kind.LLM_NEW_TOKEN, None, None, (i,), {})
+            queue.put(Kind.LLM_NEW_TOKEN, None, None, {}, i)
 
     threads = [threading.Thread(target=produce) for _ in range(4)]
     for t in threads:

@@ -4,9 +4,12 @@ Read this file top to bottom: it is all the tracker does on the caller's path. N
 shallow one of chain input/output dicts, so a caller reusing its dict cannot change what is
 logged), no conversion (but an error's, read at its callback into three strings: an exception
 kept would keep every frame of its traceback alive, see ``workers/tracebacks.py``), no logging,
-no lock, no SDK call. Everything else happens behind the queue: a background thread of this
-process encodes batches (``workers/link.py``) and another writes them (``workers/outbox.py``)
-to the tracker worker, a program of its own (``workers/worker.py``).
+no lock, no SDK call. The queue keeps one flat tuple per event (the payload and the four keyword
+arguments the records use: ``workers/queue.py``), not LangChain's keyword dict: every object
+that waits is one more for the application's garbage collector. Everything else happens behind
+the queue: a background thread of this process encodes batches (``workers/link.py``) and another
+writes them (``workers/outbox.py``) to the tracker worker, a program of its own
+(``workers/worker.py``).
 
 Why synchronous methods with ``run_inline = True``: LangChain calls such a method directly from
 both of its managers. In async chains that is one call, no task, no thread-pool hop; in sync
@@ -78,7 +81,7 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record an LLM start with its prompts."""
-        self._put(_LLM_START, run_id, parent_run_id, (serialized, prompts), kwargs)
+        self._put(_LLM_START, run_id, parent_run_id, kwargs, serialized, prompts)
 
     def on_chat_model_start(
         self,
@@ -90,7 +93,7 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record a chat model start with its messages (roles and tool calls kept)."""
-        self._put(_CHAT_MODEL_START, run_id, parent_run_id, (serialized, messages), kwargs)
+        self._put(_CHAT_MODEL_START, run_id, parent_run_id, kwargs, serialized, messages)
 
     def on_llm_new_token(
         self,
@@ -101,13 +104,7 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record one streamed token (its ``chunk``, which repeats it, is not kept)."""
-        # The most frequent event: no tuple of its own (the token rides in our kwargs dict),
-        # and the chunk let go at once. Every object the queue holds counts towards the
-        # serving process's garbage collections, which are most of this handler's cost there
-        # (measured: benchmarks/RESULTS.md, parent CPU).
-        kwargs["token"] = token
-        kwargs.pop("chunk", None)
-        self._put(_LLM_NEW_TOKEN, run_id, parent_run_id, (), kwargs)
+        self._put(_LLM_NEW_TOKEN, run_id, parent_run_id, kwargs, token)
 
     def on_llm_end(
         self,
@@ -118,7 +115,7 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record an LLM end with its LLMResult."""
-        self._put(_LLM_END, run_id, parent_run_id, (response,), kwargs)
+        self._put(_LLM_END, run_id, parent_run_id, kwargs, response)
 
     def on_llm_error(
         self,
@@ -129,7 +126,7 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record an LLM error (read now: its traceback as it is now)."""
-        self._put(_LLM_ERROR, run_id, parent_run_id, (_capture(error),), kwargs)
+        self._put(_LLM_ERROR, run_id, parent_run_id, kwargs, _capture(error))
 
     # -- chains --------------------------------------------------------------------------------
 
@@ -143,7 +140,7 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record a chain start with its inputs (any shape)."""
-        self._put(_CHAIN_START, run_id, parent_run_id, (serialized, _own(inputs)), kwargs)
+        self._put(_CHAIN_START, run_id, parent_run_id, kwargs, serialized, _own(inputs))
 
     def on_chain_end(
         self,
@@ -154,7 +151,7 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record a chain end with its outputs (any shape)."""
-        self._put(_CHAIN_END, run_id, parent_run_id, (_own(outputs),), kwargs)
+        self._put(_CHAIN_END, run_id, parent_run_id, kwargs, _own(outputs))
 
     def on_chain_error(
         self,
@@ -165,7 +162,7 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record a chain error (read now: its traceback as it is now)."""
-        self._put(_CHAIN_ERROR, run_id, parent_run_id, (_capture(error),), kwargs)
+        self._put(_CHAIN_ERROR, run_id, parent_run_id, kwargs, _capture(error))
 
     # -- tools, agents, text -------------------------------------------------------------------
 
@@ -179,7 +176,7 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record a tool start with its input."""
-        self._put(_TOOL_START, run_id, parent_run_id, (serialized, input_str), kwargs)
+        self._put(_TOOL_START, run_id, parent_run_id, kwargs, serialized, input_str)
 
     def on_tool_end(
         self,
@@ -190,7 +187,7 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record a tool end with its output."""
-        self._put(_TOOL_END, run_id, parent_run_id, (output,), kwargs)
+        self._put(_TOOL_END, run_id, parent_run_id, kwargs, output)
 
     def on_tool_error(
         self,
@@ -201,7 +198,7 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record a tool error (read now: its traceback as it is now)."""
-        self._put(_TOOL_ERROR, run_id, parent_run_id, (_capture(error),), kwargs)
+        self._put(_TOOL_ERROR, run_id, parent_run_id, kwargs, _capture(error))
 
     def on_text(
         self,
@@ -212,7 +209,7 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record a text event."""
-        self._put(_TEXT, run_id, parent_run_id, (text,), kwargs)
+        self._put(_TEXT, run_id, parent_run_id, kwargs, text)
 
     def on_agent_action(
         self,
@@ -223,7 +220,7 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record an agent action."""
-        self._put(_AGENT_ACTION, run_id, parent_run_id, (action,), kwargs)
+        self._put(_AGENT_ACTION, run_id, parent_run_id, kwargs, action)
 
     def on_agent_finish(
         self,
@@ -234,7 +231,7 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record an agent finish."""
-        self._put(_AGENT_FINISH, run_id, parent_run_id, (finish,), kwargs)
+        self._put(_AGENT_FINISH, run_id, parent_run_id, kwargs, finish)
 
     # -- retrievers, retries, custom events ----------------------------------------------------
 
@@ -248,7 +245,7 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record a retriever start with its query."""
-        self._put(_RETRIEVER_START, run_id, parent_run_id, (serialized, query), kwargs)
+        self._put(_RETRIEVER_START, run_id, parent_run_id, kwargs, serialized, query)
 
     def on_retriever_end(
         self,
@@ -259,7 +256,7 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record a retriever end with its documents."""
-        self._put(_RETRIEVER_END, run_id, parent_run_id, (documents,), kwargs)
+        self._put(_RETRIEVER_END, run_id, parent_run_id, kwargs, documents)
 
     def on_retriever_error(
         self,
@@ -270,7 +267,7 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record a retriever error (read now: its traceback as it is now)."""
-        self._put(_RETRIEVER_ERROR, run_id, parent_run_id, (_capture(error),), kwargs)
+        self._put(_RETRIEVER_ERROR, run_id, parent_run_id, kwargs, _capture(error))
 
     def on_retry(
         self,
@@ -281,7 +278,7 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record a retry."""
-        self._put(_RETRY, run_id, parent_run_id, (retry_state,), kwargs)
+        self._put(_RETRY, run_id, parent_run_id, kwargs, retry_state)
 
     def on_custom_event(
         self,
@@ -292,4 +289,4 @@ class QueueingCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         """Record a custom event dispatched by user code."""
-        self._put(_CUSTOM_EVENT, run_id, None, (name, data), kwargs)
+        self._put(_CUSTOM_EVENT, run_id, None, kwargs, name, data)

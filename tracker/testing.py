@@ -77,13 +77,14 @@ def hold_while_busy(seconds: float) -> Iterator[None]:
 
 @contextlib.contextmanager
 def always_busy() -> Iterator[None]:
-    """Within the block, this process counts as busy (one busy spell, from the block's start).
+    """Within the block, this process counts as busy, its threads as leaving the GIL no room
+    (one busy spell, from the block's start).
 
     Applies to the tracker worker link of the handlers built so far (build one first).
     """
     link = _link()
-    previous = link.set_busy_share(0.0)
+    previous = link.set_busy_share(0.0, 0.0)
     try:
         yield
     finally:
-        link.set_busy_share(previous)
+        link.set_busy_share(*previous)

@@ -51,13 +51,20 @@ logger = logging.getLogger("tracker.forwarding")
 RESEND_LIMIT_BYTES = 16 * 1024 * 1024
 
 #: Events that may wait in a handler's queue, not encoded, at the start of a busy spell. Live
-#: events are objects the application's collector walks at each collection. On 50 concurrent
-#: LangGraph sessions (issue 15, 2 cores), a burst of 3,900 events held whole cost 1.04-1.09x
-#: the no-handler rounds against 1.19-1.22x encoded as they came; but holding up to 25,000
-#: made a 2 s burst 1.44x against 1.25x (each full collection 89 → 206 ms), and keeping 4,096
-#: waiting all through it cost more collector time than encoding them (GC 53 against 46 ms a
-#: round). So a burst that outgrows this count is encoded as it comes.
-LIVE_HOLD_EVENTS = 4096
+#: events are objects the application's collector walks; encoding them takes the GIL from the
+#: application's threads. Since a waiting event is one flat tuple (workers/queue.py) and an error
+#: keeps no traceback (workers/tracebacks.py), waiting is the cheaper of the two on a saturated
+#: event loop. Interleaved probes, 50 concurrent LangGraph sessions on 2 cores, 15 rounds,
+#: against no handler (benchmarks/analysis.md, issue 15):
+#:
+#: - ``ainvoke`` (~20,000 events): 1.089x with all of them waiting, 1.195x with 4,096 waiting
+#:   and the rest encoded as they came; a longer burst (30 rounds, 39,000 events, past a
+#:   25,000 hold) 1.169x against 1.188x;
+#: - ``astream_events`` (~26,000 events, a loop that often waits for LangChain's thread pool,
+#:   where encoding is nearly free): 1.097x against 1.063x.
+#:
+#: So a burst within this count is held whole; one that outgrows it is encoded as it comes.
+LIVE_HOLD_EVENTS = 32_000
 
 _STATS_DEFAULTS: dict[str, Any] = {
     "processed": 0,
@@ -156,8 +163,8 @@ class ForwardingPipeline(FlushWaiting):
         )
         # Events that may wait here, live, while the process is busy (workers.link.hold_seconds):
         # past this many, they are encoded, and wait as bytes in the outbox instead.
-        # A quarter of the queue at most: holding must never fill it (drops, or a blocked caller).
-        self._hold_events = min(LIVE_HOLD_EVENTS, options.queue_size // 4)
+        # A third of the queue at most: holding must never fill it (drops, or a blocked caller).
+        self._hold_events = min(LIVE_HOLD_EVENTS, options.queue_size // 3)
         self._long_burst = False  # this busy spell outgrew the hold: encode as events come
         self.finish_request: FlushRequest | None = None
         self._reset_state()
@@ -306,6 +313,8 @@ class ForwardingPipeline(FlushWaiting):
             return False
         if not link.busy():  # asked at every poll, so that any idle moment ends a spell
             self._long_burst = False
+            return False
+        if not link.saturated():  # the application's threads leave the GIL room: encode now
             return False
         oldest = queue.oldest_time()
         if oldest is None or self._long_burst:

@@ -197,10 +197,14 @@ class WorkerLink:
         started = self._meter.spell_started
         return 0.0 if started is None else time.monotonic() - started
 
-    def set_busy_share(self, share: float) -> float:
-        """Set the share of a core that makes this process busy (0: always), in a busy spell
-        of its own; returns the previous share (``tracker.testing.always_busy``)."""
-        return self._meter.set_share(share)
+    def saturated(self) -> bool:
+        """Whether the application's threads left the GIL no room, as of the last :meth:`busy`."""
+        return self._meter.saturated
+
+    def set_busy_share(self, share: float, saturation: float) -> tuple[float, float]:
+        """Set the shares of a core that make this process busy and saturated (0: always), in
+        a busy spell of its own; returns the previous pair (``tracker.testing.always_busy``)."""
+        return self._meter.set_share(share, saturation)
 
     def set_hold(self, seconds: float) -> None:
         """Change :attr:`hold_seconds` here and in the outbox (``tracker.testing``)."""
@@ -243,6 +247,7 @@ class WorkerLink:
 
     def _forward(self) -> None:
         """The application's one background thread: queues → worker, restarts on death."""
+        self._meter.count_as_own()
         while not self._stopping:
             self._wake.wait(POLL_SECONDS)
             self._wake.clear()

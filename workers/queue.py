@@ -4,6 +4,13 @@ Producers are LangChain callbacks on any thread (the caller's loop, LangChain's 
 chains in user threads); there is one consumer, the pipeline. ``collections.deque`` appends and
 pops are atomic under the GIL, and ``next()`` on an ``itertools.count`` is atomic too, so a put is
 a few attribute loads, one ``next``, a length check and an append: no lock, no wait, no syscall.
+
+A put keeps one object per event: a flat tuple ``(kind, seq, time, run_id, parent_run_id, name,
+tags, metadata, inputs, first, second)``, the payload and the four keyword arguments the records
+are built from; not LangChain's keyword dict, nor a payload tuple of its own. Waiting events are
+objects the application's garbage collector walks and promotes: a waiting LangGraph event keeps
+4.0 tracked objects alive this way, 6.5 before (issue 15, benchmarks/analysis.md).
+:meth:`EventQueue.take` gives the consumer :class:`Event` records.
 """
 
 from __future__ import annotations
@@ -16,10 +23,35 @@ from time import monotonic, sleep, time
 from typing import Any
 from uuid import UUID
 
-from workers.event import Event, Kind
+from workers.event import RUN_STARTS, Event, Kind
 from workers.options import DEFAULT_QUEUE_SIZE, OVERFLOW_POLICIES
 
 _new = tuple.__new__
+
+#: The kinds whose payload has two parts (a start's serialized form and its input, a custom
+#: event's name and data); every other kind has one.
+_PAIRS = frozenset({*RUN_STARTS, Kind.CUSTOM_EVENT})
+
+
+def _event(raw: tuple[Any, ...]) -> Event:
+    """The :class:`Event` a put's flat tuple stands for (consumer side)."""
+    kind, seq, at, run_id, parent_run_id, name, tags, metadata, inputs, first, second = raw
+    extra: dict[str, Any] = {}  # None stands for absent: the records read both alike
+    if name is not None:
+        extra["name"] = name
+    if tags is not None:
+        extra["tags"] = tags
+    if metadata is not None:
+        extra["metadata"] = metadata
+    if inputs is not None:
+        extra["inputs"] = inputs
+    data = (first, second) if kind in _PAIRS else (first,)
+    return _new(Event, (kind, seq, at, run_id, parent_run_id, data, extra))
+
+
+def _events(items: list[Any]) -> list[Event]:
+    """Taken items as events (control records and ingested events already are)."""
+    return [item if type(item) is Event else _event(item) for item in items]
 
 
 def _peek(counter: itertools.count[int]) -> int:
@@ -89,10 +121,11 @@ class EventQueue:
         self.closed = False
         self.overflow = overflow
         self.block_timeout = block_timeout
-        self._items: deque[Event] = deque()
+        # put's flat tuples (the module's docstring); Events from put_control, ingest, push_front.
+        self._items: deque[Any] = deque()
         self._seq = itertools.count()
         self._dropped = itertools.count()
-        self.spill: deque[Event] = deque()
+        self.spill: deque[Any] = deque()
         self._spilled = itertools.count()
         self._wake_at = max(1, min(wake_at, maxsize))
         self._wake = wake
@@ -106,36 +139,50 @@ class EventQueue:
         kind: Kind,
         run_id: UUID | None,
         parent_run_id: UUID | None,
-        data: tuple[Any, ...],
         extra: dict[str, Any],
+        first: Any = None,
+        second: Any = None,
     ) -> bool:
-        """Record one callback; returns False when it was dropped because the queue is full."""
+        """Record one callback; returns False when it was dropped because the queue is full.
+
+        ``extra``: the callback's keyword arguments (only the four the records use are kept);
+        ``first``, ``second``: its payload (``second`` for the kinds in :data:`_PAIRS`).
+        """
         items = self._items
         seq = next(self._seq)
+        get = extra.get
+        tags = get("tags")
+        # One tuple literal: the keyword dict is let go with the callback (see the docstring).
+        # Tags as a tuple of strings: the collector stops tracking it at its first pass, where
+        # a list (the run's own, which dies with it otherwise) would be walked until encoded.
+        raw = (
+            kind,
+            seq,
+            time(),
+            run_id,
+            parent_run_id,
+            get("name"),
+            tuple(tags) if type(tags) is list else tags,
+            get("metadata"),
+            get("inputs"),
+            first,
+            second,
+        )
         if len(items) >= self.maxsize:
-            room = self._make_room(kind, seq, run_id, parent_run_id, data, extra)
+            room = self._make_room(kind, raw)
             if room is None:  # spilled
                 return True
             if not room:
                 next(self._dropped)
                 return False
-        # tuple.__new__ skips NamedTuple's generated __new__ (~390 ns of a ~700 ns put).
-        items.append(_new(Event, (kind, seq, time(), run_id, parent_run_id, data, extra)))
+        items.append(raw)
         # ">=" and a flag, not "==": producers on several threads can step over the exact depth.
         if len(items) >= self._wake_at and not self._woken and self._wake is not None:
             self._woken = True
             self._wake()
         return True
 
-    def _make_room(
-        self,
-        kind: Kind,
-        seq: int,
-        run_id: UUID | None,
-        parent_run_id: UUID | None,
-        data: tuple[Any, ...],
-        extra: dict[str, Any],
-    ) -> bool | None:
+    def _make_room(self, kind: Kind, raw: tuple[Any, ...]) -> bool | None:
         """The overflow policy, off the fast path.
 
         True: append the event to the queue; False: drop it; None: it was spilled.
@@ -145,7 +192,7 @@ class EventQueue:
             return False
         if self.overflow == "spill":
             self.maxsize = 0  # until the consumer caught up, everything spills, in order
-            self.spill.append(_new(Event, (kind, seq, time(), run_id, parent_run_id, data, extra)))
+            self.spill.append(raw)
             next(self._spilled)
             return None
         if self.overflow == "drop_oldest":
@@ -153,13 +200,13 @@ class EventQueue:
                 oldest = items.popleft()
             except IndexError:  # the consumer emptied it meanwhile
                 return True
-            if oldest.seq >= 0:
+            if oldest[1] >= 0:  # seq, in either form
                 next(self._dropped)
                 return True
             items.appendleft(oldest)  # a flush barrier keeps its place: drop the next event
             try:
-                for index, event in enumerate(items):
-                    if event.seq >= 0:
+                for index, item in enumerate(items):
+                    if item[1] >= 0:
                         del items[index]
                         next(self._dropped)
                         return True
@@ -237,13 +284,13 @@ class EventQueue:
     def take_spill(self, limit: int) -> list[Event]:
         """Pop up to ``limit`` spilled events, oldest first (consumer side)."""
         spill = self.spill
-        taken: list[Event] = []
+        taken: list[Any] = []
         try:
             for _ in range(min(limit, len(spill))):
                 taken.append(spill.popleft())
         except IndexError:  # pragma: no cover - single consumer
             pass
-        return taken
+        return _events(taken)
 
     def resume(self) -> None:
         """The consumer caught up with the spill: new events go to the queue again."""
@@ -272,13 +319,14 @@ class EventQueue:
         """Pop up to ``limit`` records in FIFO order (consumer side)."""
         items = self._items
         self._woken = False  # the next crossing of the threshold wakes the consumer again
-        batch: list[Event] = []
-        append = batch.append
+        taken: list[Any] = []
+        append = taken.append
         try:
             for _ in range(min(limit, len(items))):
                 append(items.popleft())
         except IndexError:  # pragma: no cover - only a second consumer could empty it under us
             pass
+        batch = _events(taken)
         if self._controls_taken != _peek(self._controls):
             self._controls_taken += sum(1 for event in batch if event.seq < 0)
         return batch
@@ -291,7 +339,7 @@ class EventQueue:
     def oldest_time(self) -> float | None:
         """When the record at the head of the queue was put (``time.time()``); None if empty."""
         try:
-            return self._items[0].time
+            return self._items[0][2]  # time, in either form
         except IndexError:
             return None
 

@@ -451,7 +451,9 @@ def convert(event: Event, memo: Memo | None = None) -> Record:
             event,
             fields,
             safe_str(name, 500, budget) if name is not None else None,
-            [safe_str(t, 500, budget) for t in _items(tags)] if type(tags) is list and tags else [],
+            [safe_str(t, 500, budget) for t in _items(tags)]
+            if type(tags) in (list, tuple) and tags
+            else [],
             _dict(metadata, "metadata", budget) if type(metadata) is dict and metadata else {},
             degraded,
             counters=counters if type(counters) is dict else None,

@@ -40,6 +40,7 @@ from workers.tracebacks import CapturedError
 
 #: The keyword arguments the records are built from (workers.records); the rest stays here.
 _KEPT = ("name", "tags", "metadata", "inputs", COUNTERS_KEY)
+_KEPT_SET = frozenset(_KEPT)
 _TOKEN = Kind.LLM_NEW_TOKEN
 #: Each kind's value (an Enum's ``.value`` is a Python-level property: ~0.3 µs an event).
 _VALUES = {kind: kind.value for kind in Kind}
@@ -51,8 +52,12 @@ Enrich = Callable[[Record], None]
 
 
 def kept_extra(extra: Any) -> dict[str, Any]:
+    """The keyword arguments of ``extra`` the records are built from (``extra`` itself if only
+    those: the queue's events carry no others, see workers/queue.py)."""
     if type(extra) is not dict:
         return {}
+    if extra.keys() <= _KEPT_SET:
+        return extra
     return {key: extra[key] for key in _KEPT if key in extra}
 
 
