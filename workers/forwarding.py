@@ -61,7 +61,10 @@ RESEND_LIMIT_BYTES = 16 * 1024 * 1024
 #:   and the rest encoded as they came; a longer burst (30 rounds, 39,000 events, past a
 #:   25,000 hold) 1.169x against 1.188x;
 #: - ``astream_events`` (~26,000 events, a loop that often waits for LangChain's thread pool,
-#:   where encoding is nearly free): 1.097x against 1.063x.
+#:   where encoding costs it little): 1.097x against 1.063x. Hence the second condition: events
+#:   wait only while the application's threads leave the GIL no room (workers/busy.py); with
+#:   it, 0.977x against 0.954x for the 4,096 of before, and ``ainvoke`` 1.177x against 1.242x
+#:   (one run, noisy: the same pair of builds gave 1.108x and 1.060x without the condition).
 #:
 #: So a burst within this count is held whole; one that outgrows it is encoded as it comes.
 LIVE_HOLD_EVENTS = 32_000
@@ -297,15 +300,16 @@ class ForwardingPipeline(FlushWaiting):
     def _may_wait(self) -> bool:
         """Whether the queued events may stay as they are a little longer, not encoded yet.
 
-        They may at the start of a burst: while this process is busy, nothing but events waits
-        (a flush or a reset goes at once, and so does what is before it), the oldest was
-        recorded and the busy spell began less than the link's ``hold_seconds`` ago, and fewer
-        than ``_hold_events`` wait. A burst that outgrows that is a long one: until the process
-        is idle again, its events are encoded as they come, as without a hold (the outbox still
-        holds the bytes).
+        They may at the start of a burst: while this process is busy and its application's
+        threads leave the GIL no room (:attr:`workers.busy.BusyMeter.saturated`; when they do,
+        encoding costs them little), nothing but events waits (a flush or a reset goes at once,
+        and so does what is before it), the oldest was recorded and the busy spell began less
+        than the link's ``hold_seconds`` ago, and fewer than ``_hold_events`` wait. A burst that
+        outgrows that is a long one: until the process is idle again, its events are encoded as
+        they come, as without a hold (the outbox still holds the bytes).
         Live events are objects the application's garbage collector walks at each collection,
-        so keeping thousands of them waiting through a long burst costs more than encoding them
-        (measured: benchmarks/analysis.md, issue 15).
+        so keeping them waiting through a long burst costs more than encoding them (measured:
+        benchmarks/analysis.md, issue 15).
         """
         link = self._link
         queue = self.queue

@@ -216,6 +216,7 @@ class WorkerLink:
         self._wake.set()
 
     def _read_replies(self, process: subprocess.Popen[bytes]) -> None:
+        self._meter.count_as_own()
         stream: IO[bytes] | None = process.stdout
         assert stream is not None
         while True:

@@ -183,6 +183,7 @@ class Outbox:
         return self._bytes
 
     def _write_frames(self) -> None:
+        self._meter.count_as_own()
         while True:
             with self._ready:
                 while True:
