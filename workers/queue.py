@@ -169,7 +169,7 @@ class EventQueue:
             second,
         )
         if len(items) >= self.maxsize:
-            room = self._make_room(kind, raw)
+            room = self._make_room(raw)
             if room is None:  # spilled
                 return True
             if not room:
@@ -182,7 +182,7 @@ class EventQueue:
             self._wake()
         return True
 
-    def _make_room(self, kind: Kind, raw: tuple[Any, ...]) -> bool | None:
+    def _make_room(self, raw: tuple[Any, ...]) -> bool | None:
         """The overflow policy, off the fast path.
 
         True: append the event to the queue; False: drop it; None: it was spilled.
