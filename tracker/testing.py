@@ -7,9 +7,10 @@
   :class:`FaultySink`, to test the worker itself under faults.
 - :func:`hold_while_busy`: another hold for this process's tracker (what
   ``TRACKER_HOLD_WHILE_BUSY_SECONDS`` sets when the worker starts), within a block.
-- :func:`always_busy`: this process counts as busy within a block, whatever CPU the machine
-  leaves it, so a test of the holds does not fail when a loaded machine descheduled it for a
-  moment (an idle moment ends a busy spell).
+- :func:`always_busy`: this process counts as busy, and its threads as leaving the GIL no room,
+  within a block, whatever CPU the machine leaves it, so a test of the holds does not fail when
+  a loaded machine descheduled it for a moment (an idle moment ends a busy spell, a moment of
+  room has events encoded).
 """
 
 from __future__ import annotations
