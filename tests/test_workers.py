@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 import textwrap
 import threading
 from pathlib import Path
+from uuid import UUID, uuid4
 
 from tracker.archive import read_clearml_archive, read_comet_archive
 from workers.event import Kind
@@ -51,6 +53,63 @@ def test_wake_fires_once_at_threshold_from_many_threads():
     # The crossing wakes the consumer at least once (threads can step over the exact depth),
     # and not once per event: at most one per producing thread that raced to the flag.
     assert 1 <= len(wakes) <= len(threads)
+
+
+def test_a_waiting_event_adds_no_object_for_the_collector_to_walk():
+    # Waiting events are what the application's collector walks at each collection (issue 15):
+    # the queue keeps an event's fields flat and its run ids as ints, so neither a tuple of its
+    # own nor the run's UUID outlives the callback.
+    queue = EventQueue(maxsize=10_000)
+    ids = [uuid4().int for _ in range(1000)]
+    gc.collect()
+    before = len(gc.get_objects())
+    for i, run in enumerate(ids):  # a fresh UUID each, as LangChain hands a callback its run's
+        queue.put(Kind.TEXT, UUID(int=run), None, {"tags": ["a"], "name": "n"}, f"t{i}")
+    gc.collect()
+    assert len(gc.get_objects()) - before < 20
+    taken = queue.take(10_000)
+    assert [(e.run_id, e.data, e.extra) for e in taken] == [
+        (UUID(int=run), (f"t{i}",), {"name": "n", "tags": ("a",)}) for i, run in enumerate(ids)
+    ]
+
+
+def test_records_put_from_many_threads_come_out_whole_while_the_oldest_are_dropped():
+    # A record is several slots of one deque: producers on four threads append theirs whole,
+    # one consumer takes, and drop_oldest removes records from under both.
+    queue = EventQueue(maxsize=300, wake_at=64, overflow="drop_oldest")
+    per_thread, threads_n = 5000, 4
+    taken: list = []
+    done = threading.Event()
+
+    def produce(t: int) -> None:
+        for i in range(per_thread):
+            queue.put(Kind.TEXT, UUID(int=t << 32 | i), None, {"name": f"p{t}"}, (t, i))
+            if i % 1000 == 0:
+                queue.put_control(Kind.FLUSH, ())
+
+    def consume() -> None:
+        while not done.is_set() or queue.depth:
+            taken.extend(queue.take(100))
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    producers = [threading.Thread(target=produce, args=(t,)) for t in range(threads_n)]
+    for thread in producers:
+        thread.start()
+    for thread in producers:
+        thread.join()
+    done.set()
+    consumer.join()
+    events = [e for e in taken if e.kind is Kind.TEXT]
+    assert len(taken) - len(events) == threads_n * 5  # every flush barrier, none dropped
+    for event in events:
+        t, i = event.data[0]
+        assert event.run_id == UUID(int=t << 32 | i) and event.extra == {"name": f"p{t}"}
+    assert queue.dropped > 0 and queue.enqueued == threads_n * per_thread
+    assert len(events) + queue.dropped == queue.enqueued
+    for t in range(threads_n):  # each producer's surviving events in its order
+        order = [e.data[0][1] for e in events if e.data[0][0] == t]
+        assert order == sorted(order)
 
 
 def test_session_rows_spill_to_disk_and_come_back_in_order():

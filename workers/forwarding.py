@@ -52,10 +52,10 @@ RESEND_LIMIT_BYTES = 16 * 1024 * 1024
 
 #: Events that may wait in a handler's queue, not encoded, at the start of a busy spell. Live
 #: events are objects the application's collector walks; encoding them takes the GIL from the
-#: application's threads. Since a waiting event is one flat tuple (workers/queue.py) and an error
-#: keeps no traceback (workers/tracebacks.py), waiting is the cheaper of the two on a saturated
-#: event loop. Interleaved probes, 50 concurrent LangGraph sessions on 2 cores, 15 rounds,
-#: against no handler (benchmarks/analysis.md, issue 15):
+#: application's threads. Since a waiting event keeps no object of its own (its fields lie flat in
+#: the queue, workers/queue.py) and an error keeps no traceback (workers/tracebacks.py), waiting
+#: is the cheaper of the two on a saturated event loop. Interleaved probes, 50 concurrent
+#: LangGraph sessions on 2 cores, 15 rounds, against no handler (benchmarks/analysis.md, issue 15):
 #:
 #: - ``ainvoke`` (~20,000 events): 1.089x with all of them waiting, 1.195x with 4,096 waiting
 #:   and the rest encoded as they came; a longer burst (30 rounds, 39,000 events, past a

@@ -1,41 +1,71 @@
 """A bounded, thread-safe event queue with exact counters and no locks on the producer side.
 
 Producers are LangChain callbacks on any thread (the caller's loop, LangChain's thread pool, sync
-chains in user threads); there is one consumer, the pipeline. ``collections.deque`` appends and
-pops are atomic under the GIL, and ``next()`` on an ``itertools.count`` is atomic too, so a put is
-a few attribute loads, one ``next``, a length check and an append: no lock, no wait, no syscall.
+chains in user threads); there is one consumer, the pipeline. ``collections.deque`` appends,
+extends and pops are atomic under the GIL, and ``next()`` on an ``itertools.count`` is atomic too,
+so a put is a few attribute loads, one ``next``, a length check and an extend: no lock, no wait,
+no syscall. (The consumer's takes and ``drop_oldest``'s removals, which pop a record slot by
+slot, share a lock; ``drop_oldest`` never waits for it.)
 
-A put keeps one object per event: a flat tuple ``(kind, seq, time, run_id, parent_run_id, name,
-tags, metadata, inputs, first, second)``, the payload and the four keyword arguments the records
-are built from; not LangChain's keyword dict, nor a payload tuple of its own. Waiting events are
-objects the application's garbage collector walks and promotes: a waiting LangGraph event keeps
-4.0 tracked objects alive this way, 6.5 before (issue 15, benchmarks/analysis.md).
-:meth:`EventQueue.take` gives the consumer :class:`Event` records.
+A put keeps no object of its own per event: its fields go flat into the queue's deque, one
+:data:`WIDTH`-slot record each ``(kind, seq, time, run_id, parent_run_id, name, tags, metadata,
+inputs, first, second)``: the payload, the four keyword arguments the records use, and the run
+ids as ints. Not LangChain's keyword dict, nor a tuple per event, nor the run's ``UUID`` object:
+waiting events are what the application's garbage collector walks and promotes, and each of
+those is one more tracked object (issue 15, benchmarks/analysis.md). One ``deque.extend`` of a
+tuple is a single C call under the GIL, so records of producers on several threads never
+interleave. :meth:`EventQueue.take` gives the consumer :class:`Event` records.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable
 from time import monotonic, sleep, time
 from typing import Any
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 from workers.event import RUN_STARTS, Event, Kind
 from workers.options import DEFAULT_QUEUE_SIZE, OVERFLOW_POLICIES
 
 _new = tuple.__new__
+_object_new = object.__new__
+_set = object.__setattr__
+
+#: Slots one record takes in the queue's deque (the fields of :func:`_event`'s ``raw``).
+WIDTH = 11
 
 #: The kinds whose payload has two parts (a start's serialized form and its input, a custom
 #: event's name and data); every other kind has one.
 _PAIRS = frozenset({*RUN_STARTS, Kind.CUSTOM_EVENT})
 
+#: In a record's ``first`` slot: the record is a whole :class:`Event` (a control record, an
+#: ingested or a returned one), in its ``second`` slot.
+_WHOLE = object()
+
+
+def _uuid(value: int) -> UUID:
+    """The ``UUID`` a put kept as its int (``UUID(int=…)`` checks what needs no check: ~0.5 µs
+    against ~0.2 µs)."""
+    run = _object_new(UUID)
+    _set(run, "int", value)
+    _set(run, "is_safe", SafeUUID.unknown)
+    return run
+
+
+def _whole(event: Event) -> tuple[Any, ...]:
+    """The record that keeps ``event`` as it is (seq and time where a put's record has them)."""
+    return (event.kind, event.seq, event.time, None, None, None, None, None, None, _WHOLE, event)
+
 
 def _event(raw: tuple[Any, ...]) -> Event:
-    """The :class:`Event` a put's flat tuple stands for (consumer side)."""
+    """The :class:`Event` a record stands for (consumer side)."""
     kind, seq, at, run_id, parent_run_id, name, tags, metadata, inputs, first, second = raw
+    if first is _WHOLE:
+        return second  # type: ignore[no-any-return]
     extra: dict[str, Any] = {}  # None stands for absent: the records read both alike
     if name is not None:
         extra["name"] = name
@@ -46,12 +76,21 @@ def _event(raw: tuple[Any, ...]) -> Event:
     if inputs is not None:
         extra["inputs"] = inputs
     data = (first, second) if kind in _PAIRS else (first,)
+    if type(run_id) is int:
+        run_id = _uuid(run_id)
+    if type(parent_run_id) is int:
+        parent_run_id = _uuid(parent_run_id)
     return _new(Event, (kind, seq, at, run_id, parent_run_id, data, extra))
 
 
-def _events(items: list[Any]) -> list[Event]:
-    """Taken items as events (control records and ingested events already are)."""
+def _spilled_events(items: list[Any]) -> list[Event]:
+    """Spilled items as events (a put's spills its record; ``ingest`` its event)."""
     return [item if type(item) is Event else _event(item) for item in items]
+
+
+def _records(flat: list[Any]) -> list[Event]:
+    """Events of records taken slot by slot."""
+    return [_event(raw) for raw in zip(*[iter(flat)] * WIDTH, strict=True)]
 
 
 def _peek(counter: itertools.count[int]) -> int:
@@ -116,23 +155,34 @@ class EventQueue:
             )
         if not block_timeout >= 0:
             raise ValueError(f"block_timeout must be >= 0 seconds, got {block_timeout!r}")
-        self.maxsize = maxsize  # 0 while closed or spilling: every put takes the overflow path
         self.limit = maxsize
+        self.maxsize = maxsize  # 0 while closed or spilling: every put takes the overflow path
         self.closed = False
         self.overflow = overflow
         self.block_timeout = block_timeout
-        # put's flat tuples (the module's docstring); Events from put_control, ingest, push_front.
+        # WIDTH slots a record (the module's docstring); the consumer and drop_oldest's pops
+        # take the lock (a put's append at the other end needs none).
         self._items: deque[Any] = deque()
+        self._lock = threading.Lock()
         self._seq = itertools.count()
         self._dropped = itertools.count()
         self.spill: deque[Any] = deque()
         self._spilled = itertools.count()
-        self._wake_at = max(1, min(wake_at, maxsize))
+        self._wake_at = max(1, min(wake_at, maxsize)) * WIDTH
         self._wake = wake
         self._woken = False  # a wake is on its way since the last take
         self.delivered = 0  # written by the single consumer only
         self._controls = itertools.count()  # control records put (producers: atomic)
         self._controls_taken = 0  # and taken (the single consumer)
+
+    @property
+    def maxsize(self) -> int:
+        """How many data events may wait now: ``limit``, or 0 while closed or spilling."""
+        return self._room // WIDTH
+
+    @maxsize.setter
+    def maxsize(self, events: int) -> None:
+        self._room = events * WIDTH  # in slots: what the put compares the deque's length with
 
     def put(
         self,
@@ -152,15 +202,15 @@ class EventQueue:
         seq = next(self._seq)
         get = extra.get
         tags = get("tags")
-        # One tuple literal: the keyword dict is let go with the callback (see the docstring).
-        # Tags as a tuple of strings: the collector stops tracking it at its first pass, where
-        # a list (the run's own, which dies with it otherwise) would be walked until encoded.
+        # One tuple literal, laid out flat in the deque and let go, with the keyword dict (see
+        # the docstring). Tags as a tuple of strings: the collector stops tracking it at its
+        # first pass, where a list (the run's own) would be walked until encoded.
         raw = (
             kind,
             seq,
             time(),
-            run_id,
-            parent_run_id,
+            run_id.int if type(run_id) is UUID else run_id,
+            parent_run_id.int if type(parent_run_id) is UUID else parent_run_id,
             get("name"),
             tuple(tags) if type(tags) is list else tags,
             get("metadata"),
@@ -168,14 +218,14 @@ class EventQueue:
             first,
             second,
         )
-        if len(items) >= self.maxsize:
+        if len(items) >= self._room:
             room = self._make_room(raw)
             if room is None:  # spilled
                 return True
             if not room:
                 next(self._dropped)
                 return False
-        items.append(raw)
+        items.extend(raw)
         # ">=" and a flag, not "==": producers on several threads can step over the exact depth.
         if len(items) >= self._wake_at and not self._woken and self._wake is not None:
             self._woken = True
@@ -196,28 +246,27 @@ class EventQueue:
             next(self._spilled)
             return None
         if self.overflow == "drop_oldest":
-            try:
-                oldest = items.popleft()
-            except IndexError:  # the consumer emptied it meanwhile
+            # Without waiting: a consumer holding the lock is taking records, which makes room
+            # (and a collector's finalizer on its thread may be what called us).
+            if not self._lock.acquire(blocking=False):
                 return True
-            if oldest[1] >= 0:  # seq, in either form
-                next(self._dropped)
-                return True
-            items.appendleft(oldest)  # a flush barrier keeps its place: drop the next event
             try:
-                for index, item in enumerate(items):
-                    if item[1] >= 0:
-                        del items[index]
+                # The oldest data record; a flush barrier keeps its place. Deleting slot by
+                # slot is safe: producers only append at the other end.
+                for start in range(0, len(items) - WIDTH + 1, WIDTH):
+                    if items[start + 1] >= 0:  # seq
+                        for _ in range(WIDTH):
+                            del items[start]
                         next(self._dropped)
                         return True
-            except (RuntimeError, IndexError):  # the consumer took items meanwhile: plenty of room
-                return True
-            return True  # only control records are queued
+                return True  # empty, or only control records are queued
+            finally:
+                self._lock.release()
         if self.overflow == "block":
             if self._wake is not None:
                 self._wake()
             deadline = monotonic() + self.block_timeout
-            while len(items) >= self.maxsize:
+            while len(items) >= self._room:
                 if self.closed or monotonic() >= deadline:
                     return False
                 sleep(0.0005)
@@ -233,7 +282,7 @@ class EventQueue:
         """
         items = self._items
         next(self._seq)
-        if len(items) >= self.maxsize:
+        if len(items) >= self._room:
             if self.closed:
                 next(self._dropped)
                 return False
@@ -244,12 +293,12 @@ class EventQueue:
                 return True
             if self._wake is not None:
                 self._wake()
-            while len(items) >= self.maxsize:
+            while len(items) >= self._room:
                 if self.closed:
                     next(self._dropped)
                     return False
                 sleep(0.001)
-        items.append(event)
+        items.extend(_whole(event))
         if len(items) >= self._wake_at and not self._woken and self._wake is not None:
             self._woken = True
             self._wake()
@@ -258,11 +307,14 @@ class EventQueue:
     def push_front(self, events: list[Event]) -> None:
         """Put taken records back at the head of the queue, in their order (consumer side)."""
         self._controls_taken -= sum(1 for event in events if event.seq < 0)
-        self._items.extendleft(reversed(events))
+        slots = [slot for event in events for slot in _whole(event)]
+        with self._lock:
+            self._items.extendleft(reversed(slots))
 
     def reset_after_fork(self) -> None:
         """Start over empty in a forked child: the parent's queued events stay the parent's."""
         self._items.clear()
+        self._lock = threading.Lock()  # another thread of the parent may have held it
         self.spill.clear()
         self._controls = itertools.count()
         self._controls_taken = 0
@@ -290,7 +342,7 @@ class EventQueue:
                 taken.append(spill.popleft())
         except IndexError:  # pragma: no cover - single consumer
             pass
-        return _events(taken)
+        return _spilled_events(taken)
 
     def resume(self) -> None:
         """The consumer caught up with the spill: new events go to the queue again."""
@@ -313,20 +365,18 @@ class EventQueue:
         It notes how many events had spilled by then: those come before it.
         """
         next(self._controls)  # before the append: a consumer that sees the record counts it
-        self._items.append(Event(kind, -1, time(), None, None, data, {"spilled": self.spilled}))
+        self._items.extend(
+            _whole(Event(kind, -1, time(), None, None, data, {"spilled": self.spilled}))
+        )
 
     def take(self, limit: int) -> list[Event]:
         """Pop up to ``limit`` records in FIFO order (consumer side)."""
         items = self._items
         self._woken = False  # the next crossing of the threshold wakes the consumer again
-        taken: list[Any] = []
-        append = taken.append
-        try:
-            for _ in range(min(limit, len(items))):
-                append(items.popleft())
-        except IndexError:  # pragma: no cover - only a second consumer could empty it under us
-            pass
-        batch = _events(taken)
+        popleft = items.popleft
+        with self._lock:  # whole records: producers append whole ones, drop_oldest waits
+            taken = [popleft() for _ in range(min(limit, len(items) // WIDTH) * WIDTH)]
+        batch = _records(taken)
         if self._controls_taken != _peek(self._controls):
             self._controls_taken += sum(1 for event in batch if event.seq < 0)
         return batch
@@ -338,10 +388,11 @@ class EventQueue:
 
     def oldest_time(self) -> float | None:
         """When the record at the head of the queue was put (``time.time()``); None if empty."""
-        try:
-            return self._items[0][2]  # time, in either form
-        except IndexError:
-            return None
+        with self._lock:
+            try:
+                return self._items[2]  # type: ignore[no-any-return]  # the first record's time
+            except IndexError:
+                return None
 
     @property
     def enqueued(self) -> int:
@@ -356,7 +407,7 @@ class EventQueue:
     @property
     def depth(self) -> int:
         """Records waiting right now (data and control)."""
-        return len(self._items)
+        return len(self._items) // WIDTH
 
     def close(self) -> int:
         """Refuse every later event (counted as dropped) and drop what is still queued.
