@@ -161,7 +161,7 @@ class EventQueue:
         self.overflow = overflow
         self.block_timeout = block_timeout
         # WIDTH slots a record (the module's docstring); the consumer and drop_oldest's pops
-        # take the lock (a put's append at the other end needs none).
+        # take the lock (a put's extend at the other end needs none).
         self._items: deque[Any] = deque()
         self._lock = threading.Lock()
         self._seq = itertools.count()
