@@ -66,7 +66,7 @@ def test_a_waiting_event_adds_no_object_for_the_collector_to_walk():
     for i, run in enumerate(ids):  # a fresh UUID each, as LangChain hands a callback its run's
         queue.put(Kind.TEXT, UUID(int=run), None, {"tags": ["a"], "name": "n"}, f"t{i}")
     gc.collect()
-    assert len(gc.get_objects()) - before < 20
+    assert len(gc.get_objects()) - before < 100  # one object an event would be 1,000
     taken = queue.take(10_000)
     assert [(e.run_id, e.data, e.extra) for e in taken] == [
         (UUID(int=run), (f"t{i}",), {"name": "n", "tags": ("a",)}) for i, run in enumerate(ids)

@@ -4,13 +4,13 @@ Read this file top to bottom: it is all the tracker does on the caller's path. N
 shallow one of chain input/output dicts, so a caller reusing its dict cannot change what is
 logged), no conversion (but an error's, read at its callback into three strings: an exception
 kept would keep every frame of its traceback alive, see ``workers/tracebacks.py``), no logging,
-no lock, no SDK call. The queue lays each event's fields out flat in its deque (the payload, the
-four keyword arguments the records use, the run ids as ints: ``workers/queue.py``), with no
-object of its own per event and not LangChain's keyword dict: every object that waits is one
-more for the application's garbage collector. Everything else happens behind
-the queue: a background thread of this process encodes batches (``workers/link.py``) and another
-writes them (``workers/outbox.py``) to the tracker worker, a program of its own
-(``workers/worker.py``).
+no lock (but a full queue's ``drop_oldest``, which tries one and never waits), no SDK call. The
+queue lays each event's fields out flat in its deque (the payload, the four keyword arguments
+the records use, the run ids as ints: ``workers/queue.py``), with no object of its own per event
+and not LangChain's keyword dict: every object that waits is one more for the application's
+garbage collector. Everything else happens behind the queue: a background thread of this
+process encodes batches (``workers/link.py``) and another writes them (``workers/outbox.py``)
+to the tracker worker, a program of its own (``workers/worker.py``).
 
 Why synchronous methods with ``run_inline = True``: LangChain calls such a method directly from
 both of its managers. In async chains that is one call, no task, no thread-pool hop; in sync
