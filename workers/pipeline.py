@@ -527,9 +527,10 @@ class Pipeline(FlushWaiting):
             except Exception as exc:
                 self.sink_errors += 1
                 errors.append(f"{sink.name}: {type(exc).__name__}: {exc}")
-                # A spooled backlog is an expected state, already explained: no traceback.
-                trace = not isinstance(exc, SpoolPendingError)
-                logger.error("tracker: the %s sink failed: %s", sink.name, exc, exc_info=trace)
+                if isinstance(exc, SpoolPendingError):  # already explained: no traceback
+                    logger.error("tracker: the %s sink did not deliver: %s", sink.name, exc)
+                else:
+                    logger.error("tracker: the %s sink failed: %s", sink.name, exc, exc_info=True)
 
         async with anyio.create_task_group() as group:
             for sink in self._live:

@@ -27,6 +27,7 @@ import anyio
 from workers.breaker import CircuitBreaker, RetryPolicy
 from workers.counters import Counters
 from workers.flush import FlushRequest
+from workers.options import EXIT_DRAIN_ENV
 from workers.records import Record
 from workers.sinks.base import Sink
 from workers.spool import Spool, SpoolError
@@ -187,8 +188,8 @@ class ResilientSink(Sink):
                 self.flush_failed = True
         if self._lost_unreported:
             problems.append(
-                f"{self._lost_unreported} events were lost: the backend failed "
-                f"({self.last_error}) and there is no spool to keep them (spool=False)"
+                f"{self._lost_unreported} events were lost: {self._why_undelivered()} and "
+                "there is no spool to keep them (spool=False)"
             )
             self._lost_unreported = 0
         if self.in_spool:
@@ -196,7 +197,7 @@ class ResilientSink(Sink):
                 f"the backend session has not opened after "
                 f"{time.monotonic() - self.opening_since:.0f}s (the server may be unreachable)"
                 if self.opening_since is not None
-                else f"the backend failed ({self.last_error})"
+                else self._why_undelivered()
             )
             problems.append(
                 f"{self.in_spool} events wait in the spool at {self.spool.directory} because "  # type: ignore[union-attr]
@@ -207,6 +208,17 @@ class ResilientSink(Sink):
             self.spool.close()
         if problems:
             raise SpoolPendingError("; ".join(problems))
+
+    def _why_undelivered(self) -> str:
+        """Why events did not reach the backend: its last error, or the exit drain's deadline
+        (a healthy but slow backend has no error to name)."""
+        if self.last_error is not None:
+            return f"the backend failed ({self.last_error})"
+        if self.force_spool:
+            return (
+                f"the exit drain's deadline ({EXIT_DRAIN_ENV}) passed before the backend had them"
+            )
+        return "the backend did not take them (no error was reported)"
 
     def _opened_event(self) -> anyio.Event:
         """Set once the first open returned (created on the loop that sets and waits on it)."""
