@@ -100,6 +100,40 @@ def test_rotated_and_bounded_tables_read_back_whole(offline_dir: Path):
         assert f"{chains * RUNS_PER_CHAIN} runs" in summarize(path)
 
 
+def test_a_rotation_part_fits_table_rows_and_is_written_once(offline_dir: Path):
+    """A part lands on ``rotate_events`` exactly, whatever the batch size: with ``table_rows``
+    the same (as the defaults are, 10,000), no part is a long table that goes out a second
+    time in full (an artifact, a gzip asset)."""
+    chains = 60
+    handler = TrackerCallbackHandler(
+        [
+            sinks.clearml(task_name="parts", offline_dir=offline_dir),
+            sinks.comet(name="parts", offline_dir=offline_dir),
+        ],
+        offline_dir=offline_dir,
+        table_rows=100,
+        rotate_events=100,
+        batch_size=64,  # 100 is no multiple of it: a batch would cross each part's end
+    )
+    asyncio.run(serve(handler, chains))
+    result = handler.flush_tracker(finish=True, timeout=120)
+    assert result.ok, result
+    events = chains * EVENTS_PER_CHAIN
+    assert handler.stats()["rotations"] == events // 100, handler.stats()
+    paths = handler.archive_paths
+
+    clearml = read_clearml_archive(paths["clearml"])
+    parts = clearml.table_parts("Action Records")
+    sizes = [len(frame) for series, frame in parts if series.startswith("part ")]
+    assert sizes == [100] * (events // 100), sizes
+    assert len(whole(parts)) == events
+    assert clearml.artifacts() == []
+
+    comet = read_comet_archive(paths["comet"])
+    assert len(comet.action_records()) == events
+    assert not [name for name in comet.assets() if name.endswith(".gz")], comet.assets()
+
+
 def test_comet_shared_samples_split_back_into_the_seed_classes_texts(offline_dir: Path):
     def drive(handler: Any) -> None:
         runnable = chain(5)

@@ -282,7 +282,7 @@ class Pipeline(FlushWaiting):
                     await self._each_sink(lambda sink: sink.maintain())
             while not self.closed:
                 self._drops.check()
-                batch = self.queue.take(self.batch_size)
+                batch = self.queue.take(self._take_size())
                 if not batch:
                     break
                 try:
@@ -371,6 +371,16 @@ class Pipeline(FlushWaiting):
             options.rotate_seconds is not None
             and time.monotonic() - since >= options.rotate_seconds
         )
+
+    def _take_size(self) -> int:
+        """A batch, but no more than the next rotation's part still takes: a part of exactly
+        ``rotate_events`` rows fits the default ``table_rows`` (the same 10,000), where a batch
+        past it would make every part a long table, written a second time in full (issue 15)."""
+        rotate_events = self.options.rotate_events
+        if rotate_events is None:
+            return self.batch_size
+        left = rotate_events - (self.queue.delivered - self._rotation_mark[0])
+        return max(1, min(self.batch_size, left))
 
     async def _rotate(self) -> None:
         """Every sink writes its session tables so far as the next part."""

@@ -30,7 +30,7 @@ from workers.sinks.archive_check import verify_archive
 from workers.sinks.asset import snapshot_asset
 from workers.sinks.base import Sink
 from workers.sinks.comet_samples import METRIC_SUMMARIES, TEXT_SAMPLE_MODES, shared_samples
-from workers.table_report import TableReport, bounded, file_name, write_jsonl_gz
+from workers.table_report import TableReport, bounded, file_name, json_array, write_jsonl_gz
 
 logger = logging.getLogger("tracker.sinks.comet")
 
@@ -381,7 +381,7 @@ class CometSink(Sink):
             write_jsonl_gz(table, path)
             experiment.log_asset(str(path), file_name=full, metadata={"rows": len(table)})
             path.unlink(missing_ok=True)
-        experiment.log_asset_data(table.head(self.table_rows), name, metadata=metadata)
+        experiment.log_asset_data(json_array(table.head(self.table_rows)), name, metadata=metadata)
 
     def _log_model(self, asset: Any) -> None:
         saved = snapshot_asset(asset)
