@@ -3,6 +3,9 @@
 Benchmarks measure, they do not test: nothing here looks at a time or a ratio, only at whether
 the harness ran its phases and wrote RESULTS.md where it was told to. The phases are split over
 runs (targets 1-3, flush and memory, the LangGraph agents) so that a failure names its part.
+
+They run under ``make test-slow``: each run starts many processes that import LangChain and both
+SDKs (183 s of a 643 s test run here), which took ``make test`` past its ten minutes.
 """
 
 from __future__ import annotations
@@ -12,7 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
 
 
 def _quick_run(out: Path, phases: list[str], timeout: float) -> str:
