@@ -28,7 +28,7 @@ demo: $(STAMP)
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check tracker workers tests benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=12
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

@@ -123,16 +123,12 @@ def _clearml_events(path: Path) -> dict[str, Counter[str]]:
 
 
 def comet_action_records(path: Path) -> list[dict[str, Any]]:
-    """Every row of every ``langchain-action_records.json`` Comet got (one per flush), in order.
+    """Every action record Comet got (every flush and rotation, in order), read whole: a part
+    past the row limit holds its first rows and names its full copy, which is read instead.
 
     The Comet seed logs no text for a streamed token; its action records have them all.
     """
-    rows: list[dict[str, Any]] = []
-    for upload in read_comet_archive(path).uploads("asset"):
-        params = upload.get("additional_params") or {}
-        if params.get("fileName") == "langchain-action_records.json":
-            rows.extend(json.loads(upload["content"]))
-    return rows
+    return read_comet_archive(path).action_records()
 
 
 def _per_request(items: list[tuple[str, str]]) -> dict[str, Counter[str]]:
