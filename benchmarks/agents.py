@@ -57,6 +57,12 @@ HOLDS = {"nohold": "0", "hold10": "10"}
 VARIANTS: list[tuple[str, str, bool]] = [
     ("none", "no handler", False),
     ("noop", "no-op run_inline handler", False),
+    (
+        "keep",
+        "run_inline handler that only keeps its arguments through the timed rounds (what "
+        "deferring the conversion costs), information",
+        True,
+    ),
     ("tracker", "TrackerCallbackHandler: ClearML + Comet + JSON lines", False),
     (
         "nohold",
@@ -118,12 +124,44 @@ def _run_counter() -> Any:
     return RunCounter()
 
 
+def _keeping_handler() -> Any:
+    """A ``run_inline`` handler that appends its arguments to a list, and does nothing else.
+
+    The floor of any handler that converts later: LangChain's objects stay alive as long as
+    the tracker's events wait (while the process is busy, up to the hold), and the collector
+    walks them meanwhile.
+    """
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class KeepingHandler(BaseCallbackHandler):
+        run_inline = True
+
+        def __init__(self) -> None:
+            self.kept: list[Any] = []
+
+        def _keep(self, *args: Any, **kwargs: Any) -> None:
+            # Laid out flat, as the tracker's queue keeps them: no object of its own an event.
+            self.kept.extend(args)
+            get = kwargs.get
+            self.kept.extend((get("name"), get("tags"), get("metadata"), get("inputs")))
+
+        on_llm_start = on_chat_model_start = on_llm_new_token = on_llm_end = on_llm_error = _keep
+        on_chain_start = on_chain_end = on_chain_error = _keep
+        on_tool_start = on_tool_end = on_tool_error = _keep
+        on_retriever_start = on_retriever_end = on_retriever_error = _keep
+        on_text = on_retry = on_agent_action = on_agent_finish = on_custom_event = _keep
+
+    return KeepingHandler()
+
+
 def _handlers(kind: str, out: Path) -> list[Any]:
     """The variant's handlers, offline into ``out`` (nothing reaches a server)."""
     if kind == "none":
         return []
     if kind == "noop":
         return [parent_cpu._counting_noop()]
+    if kind == "keep":
+        return [_keeping_handler()]
     from tracker import ClearMLCallbackHandler, CometCallbackHandler, TrackerCallbackHandler, sinks
 
     if kind in ("tracker", *HOLDS):  # the hold: the environment says so (_child_main)
@@ -189,6 +227,8 @@ async def _agent_rounds(
     await one_round("warmup", handlers)
     for handler in ours:
         await handler.aflush_tracker(timeout=300)
+    for handler in handlers:  # the keeping handler lets the warm-up go, as ours was drained
+        getattr(handler, "kept", []).clear()
     enqueued0 = [parent_cpu._stat(h, "enqueued") or 0 for h in ours]
     gc.collect()  # every variant starts its timed rounds from the same clean heap
 
@@ -393,6 +433,19 @@ def _burst_table(sz: AgentSizes, runs: dict[str, dict[int, dict[str, Any]]]) -> 
     return table
 
 
+def _spans(runs: dict[tuple[str, str], dict[int, dict[str, Any]]]) -> str:
+    """How long the tracker's timed rounds lasted in a process, and what they recorded, per
+    mode (medians over its processes)."""
+    parts = []
+    for mode in MODES:
+        ms = list(runs[(mode, "tracker")].values())
+        if ms:
+            span = _median([sum(m["walls"]) for m in ms])
+            events = _median([float(max(m["enqueued"], default=0)) for m in ms])
+            parts.append(f"{span:.1f} s and recorded {events:,.0f} events (`{mode}`)")
+    return " and ".join(parts) or "n/a"
+
+
 def _table(
     sz: AgentSizes, runs: dict[tuple[str, str], dict[int, dict[str, Any]]], errors: list[str]
 ) -> Table:
@@ -544,10 +597,8 @@ def _table(
         "busy spell not encoded yet (workers/forwarding.py); past them, encoded as they come, "
         "as bytes (workers/outbox.py, up to 16 MB); a spell that outlasts the hold sends "
         "everything as it comes until the process is idle. So the encoding and the worker's "
-        "work come after a burst. The timed rounds of a process last about 1.5-2 s "
-        "(`ainvoke`) and 4-5.5 s (`astream_events`, as fast as the machine is that day) and "
-        "record about 20,000 and 26,000 events (5.6 and 6.5 MB): within that count, and "
-        "within that hold but for `astream_events` on a slow day, whose last rounds then "
+        "work come after a burst. In this run the tracker's timed rounds lasted "
+        f"{_spans(runs)} in a process (as fast as the machine is that day): rounds past 5 s "
         "have the encoding and the worker beside them (the worker CPU column). The "
         "'never held' row (the same handler with the hold at 0) is what a load sustained past "
         "the hold costs, the worker working alongside the application; the 'held up to 10 s' "
@@ -555,7 +606,11 @@ def _table(
         "(benchmarks/analysis.md, issue 15).",
         "Handlers: `TrackerCallbackHandler([sinks.clearml(task_name=…), sinks.comet(name=…), "
         "sinks.jsonl(dir)], offline_dir=dir)` with its defaults; the seed classes with theirs; "
-        "all offline (the benchmark removes API keys and sets offline mode).",
+        "all offline (the benchmark removes API keys and sets offline mode). The keeping "
+        "handler appends every callback's arguments to a list (laid out flat, as the "
+        "tracker's queue keeps them) and lets them go only after the timed rounds: what any "
+        "handler that converts later pays while the events wait (the collector walks what "
+        "they keep alive), with no queue, thread or encoding.",
     ]
     table.notes += errors
     table.raw = {
