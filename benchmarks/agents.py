@@ -125,11 +125,12 @@ def _run_counter() -> Any:
 
 
 def _keeping_handler() -> Any:
-    """A ``run_inline`` handler that appends its arguments to a list, and does nothing else.
+    """A ``run_inline`` handler that keeps its arguments in a list, and does nothing else.
 
-    The floor of any handler that converts later: LangChain's objects stay alive as long as
-    the tracker's events wait (while the process is busy, up to the hold), and the collector
-    walks them meanwhile.
+    The floor of any handler that converts later: LangChain's objects stay alive while its
+    events wait (the tracker's: while the process is busy, up to the hold), and the collector
+    walks them meanwhile. This one keeps them through the timed rounds (the warm-up's are let
+    go before them).
     """
     from langchain_core.callbacks import BaseCallbackHandler
 
