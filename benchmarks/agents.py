@@ -261,6 +261,8 @@ async def _agent_rounds(
     # Under CHILD_TIMEOUT: a finish that hangs comes back as a failed result, not a killed child.
     results = [await h.aflush_tracker(finish=True, timeout=FINISH_TIMEOUT) for h in ours]
     finish_s = time.perf_counter() - flushed
+    # The tracker worker's whole life (start-up, warm-up, rounds, finish): reaped by now, or not.
+    worker_life_s = parent_cpu._reaped_children_cpu() + parent_cpu._descendants_cpu()
     return {
         "events_per_round": counter.events,
         "runs_per_round": runs.runs,
@@ -272,6 +274,7 @@ async def _agent_rounds(
         "gc_ns": gc_ns,
         "full_gcs": full_gcs,
         "children_s": children_s,
+        "worker_life_s": worker_life_s,
         "enqueued": enqueued,
         "pending_at_end": pending,
         "dropped": dropped_before,
