@@ -274,6 +274,7 @@ async def _agent_rounds(
         "gc_ns": gc_ns,
         "full_gcs": full_gcs,
         "children_s": children_s,
+        "worker_before_s": children0,
         "worker_life_s": worker_life_s,
         "enqueued": enqueued,
         "pending_at_end": pending,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import subprocess
 import sys
@@ -13,8 +14,10 @@ from uuid import UUID, uuid4
 
 from tracker.archive import read_clearml_archive, read_comet_archive
 from workers.event import Kind
+from workers.json_text import json_text
 from workers.queue import EventQueue
 from workers.session import SessionStore
+from workers.sinks.comet_samples import RECORDS_KEY, shared_samples, split_sample
 
 
 def test_full_queue_drops_newest_and_counts_exactly():
@@ -236,3 +239,31 @@ def test_dataclasses_and_slotted_objects_convert_to_their_fields():
     converted = to_jsonable(Complete())
     assert converted["node"] == "tools" and converted["extra"][0]["goto"] == "end", converted
     assert isinstance(to_jsonable(Slotted()), str)  # a slot never set: its repr, as before
+
+
+def test_json_text_writes_what_orjson_refuses_as_json_not_nan():
+    # orjson refuses an int past 64 bits and a tuple as a key; the fallback must still write
+    # JSON (json.dumps alone would write NaN, and refuse the tuple key).
+    value = {"big": 2**70, (1, 2): "pair", "nan": float("nan"), "inf": [float("-inf")], "é": "ü"}
+    text = json_text(value)
+    assert json.loads(text) == {
+        "big": 2**70,
+        "(1, 2)": "pair",
+        "nan": None,
+        "inf": [None],
+        "é": "ü",
+    }
+    assert "NaN" not in text and "Infinity" not in text
+    assert json_text({"nan": float("nan"), "n": 1}) == '{"nan":null,"n":1}'  # orjson's path
+
+
+def test_a_shared_comet_sample_splits_back_from_json_text_and_from_an_older_list():
+    texts = [("first", {"action": "on_text", "step": 1}, 1), ("second", {"step": 2}, 2)]
+    [(joined, metadata, step)] = list(shared_samples(texts))
+    assert isinstance(metadata[RECORDS_KEY], str) and step == 1
+    expected = [("first", {"action": "on_text", "step": 1}), ("second", {"step": 2})]
+    assert split_sample(joined, metadata) == expected
+    # Archives written before the records were JSON text hold them as a list.
+    older = {RECORDS_KEY: json.loads(metadata[RECORDS_KEY])}
+    assert split_sample(joined, older) == expected
+    assert split_sample("plain", {"action": "x"}) == [("plain", {"action": "x"})]

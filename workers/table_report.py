@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pandas as pd
 
+from workers.json_text import json_bytes, json_text
 from workers.session import SessionTable
 
 #: A row of the table → the flat dict of its CSV line.
@@ -92,19 +92,6 @@ def write_csv_gz(
     return written
 
 
-#: orjson's options for rows: keys that are not strings (a user's metadata) as text, like
-#: ``json.dumps``; NaN and infinities become ``null``, as Comet's encoder makes them.
-_ROW_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
-
-
-def _json_bytes(value: Any) -> bytes:
-    """``value`` as compact JSON, anything orjson does not know as its ``str``."""
-    try:
-        return orjson.dumps(value, default=str, option=_ROW_OPTIONS)
-    except orjson.JSONEncodeError:  # what it refuses (an int past 64 bits, a tuple as a key)
-        return json.dumps(value, default=str, separators=(",", ":")).encode()
-
-
 def json_array(rows: list[dict[str, Any]]) -> str:
     """``rows`` as one JSON array, for an asset of JSON text.
 
@@ -112,7 +99,7 @@ def json_array(rows: list[dict[str, Any]]) -> str:
     ``nan2None``, then ``json.dumps``): a fifth of the worker's time in a session-table part
     (benchmarks/analysis.md, issue 15). Given this text, it stores it as it is.
     """
-    return _json_bytes(rows).decode()
+    return json_text(rows)
 
 
 def write_jsonl_gz(table: SessionTable, path: Path) -> int:
@@ -120,7 +107,7 @@ def write_jsonl_gz(table: SessionTable, path: Path) -> int:
     written = 0
     with gzip.open(path, "wb", compresslevel=5) as out:
         for chunk in table.chunks():
-            out.write(b"".join(_json_bytes(row) + b"\n" for row in chunk))
+            out.write(b"".join(json_bytes(row) + b"\n" for row in chunk))
             written += len(chunk)
     return written
 

@@ -9,7 +9,6 @@ which mixes up concurrent runs).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import pandas as pd
 
 from workers.counters import Counters, source_or_replayed
 from workers.event import RUN_ERRORS, Kind
+from workers.json_text import json_text
 from workers.records import Record, generation_outputs
 from workers.rows.clearml import empty_row, error_row, fallback_row, remember_name
 from workers.rows.pairing import PromptBook, RunNames
@@ -43,7 +43,7 @@ class CometOutput:
 
 
 def _text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+    return value if isinstance(value, str) else json_text(value)
 
 
 class CometRows:

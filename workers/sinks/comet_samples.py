@@ -6,12 +6,21 @@ sink (``text_sample="batch"``) logs one sample per batch instead: the texts join
 so the sample reads well in Comet's Text tab, and in its metadata, per record, the step, the
 text's length in characters and the seed's metadata, so each record can be split back out
 (:func:`split_sample`, used by ``tracker inspect``).
+
+The records are one JSON text in the metadata, not a list: comet_ml's offline writer encodes
+each message's metadata with the stdlib's pure-Python encoder (``json.dump`` to a file, after
+its ``nan2None`` walk), which took 12% of the tracker worker's CPU on LangGraph rounds
+(benchmarks/analysis.md, issue 15); a single string it copies in one step.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Any
+
+import orjson
+
+from workers.json_text import json_text
 
 TEXT_SAMPLE_MODES = ("record", "batch")
 #: How an LLM end's metric summaries go to Comet: the seed's 8 statistics, or only the mean.
@@ -38,13 +47,18 @@ def shared_samples(texts: list[Sample]) -> Iterator[Sample]:
             {"step": step, "length": len(text), "metadata": metadata}
             for text, metadata, step in part
         ]
-        yield "\n".join(text for text, _, _ in part), {RECORDS_KEY: records}, part[0][2]
+        yield "\n".join(text for text, _, _ in part), {RECORDS_KEY: json_text(records)}, part[0][2]
         start = end
 
 
 def split_sample(text: str, metadata: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """A sample's records as ``(text, metadata)``: a shared one split, any other as it is."""
     records = metadata.get(RECORDS_KEY) if isinstance(metadata, dict) else None
+    if isinstance(records, str):  # JSON text; archives written before it was, a list
+        try:
+            records = orjson.loads(records)
+        except orjson.JSONDecodeError:
+            records = None
     if not isinstance(records, list):
         return [(text, metadata)]
     out: list[tuple[str, dict[str, Any]]] = []

@@ -8,7 +8,6 @@ session: ``<directory>/<name>-<timestamp>-<pid>.jsonl``; each line is an object 
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import anyio
 
 from workers.counters import Counters
 from workers.flush import FlushRequest
+from workers.json_text import json_text
 from workers.records import Record
 from workers.runs import RunTable
 from workers.session import SessionStore
@@ -101,12 +101,12 @@ class JsonLinesSink(Sink):
         for record in records:
             self._counters.advance(record.kind)
             self.runs.observe(record, self.session_keys)
-            lines.append(json.dumps(record_line(record), default=str) + "\n")
+            lines.append(json_text(record_line(record)) + "\n")
         self._file.write("".join(lines))
 
     async def log_health(self, values: dict[str, float], step: int) -> None:
         """A ``"health"`` line."""
-        line = json.dumps({"type": "health", "step": step, "time": time.time(), **values})
+        line = json_text({"type": "health", "step": step, "time": time.time(), **values})
         await anyio.to_thread.run_sync(self._file.write, line + "\n")
 
     async def flush(self, request: FlushRequest) -> None:
@@ -116,7 +116,7 @@ class JsonLinesSink(Sink):
     def _flush(self, request: FlushRequest) -> None:
         out = self._file
         self._write_runs(request.name, open_runs=True)
-        out.write(json.dumps({"type": "flush", "name": request.name, "time": time.time()}))
+        out.write(json_text({"type": "flush", "name": request.name, "time": time.time()}))
         out.write("\n")
         out.flush()
         os.fsync(out.fileno())
@@ -135,7 +135,7 @@ class JsonLinesSink(Sink):
     def _write_runs(self, name: str | None, open_runs: bool) -> None:
         """``"runs"`` lines, one per chunk of the table (memory holds one chunk)."""
         for chunk in self.runs.report(open_runs=open_runs).chunks():
-            self._file.write(json.dumps({"type": "runs", "name": name, "runs": chunk}) + "\n")
+            self._file.write(json_text({"type": "runs", "name": name, "runs": chunk}) + "\n")
         self.runs.reported()
 
     async def close(self) -> None:
