@@ -2,7 +2,8 @@
 
 Benchmarks measure, they do not test: nothing here looks at a time or a ratio, only at whether
 the harness ran its phases and wrote RESULTS.md where it was told to. The phases are split over
-runs (targets 1-3, flush and memory, the LangGraph agents) so that a failure names its part.
+runs (targets 1-3, flush and memory, the LangGraph agents, parent CPU with the short script and
+the Redis stream) so that a failure names its part.
 
 They run under ``make test-slow``: each run starts many processes that import LangChain and both
 SDKs (183 s of a 643 s test run here), which took ``make test`` past its ten minutes.
@@ -191,3 +192,37 @@ def test_quick_agents_phase(tmp_path: Path) -> None:
     for row in ("| no handler |", "| TrackerCallbackHandler: ClearML + Comet + JSON lines |"):
         assert row in bursts, row
     assert "**error**" not in bursts
+
+
+def test_quick_parent_cpu_short_script_and_stream_phases(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+
+    text = _quick_run(out, ["parent_cpu", "short_script", "stream"], timeout=900)
+
+    for heading in (
+        "## 7. Parent CPU per event: ",
+        "## 8. Short script: ",
+        "## 13a. Application CPU per event, Redis stream vs local pipe: ",
+        "## 13b. Stream throughput, 1 vs 2 tracker workers: ",
+        "## 13c. Serving with the Redis transport: ",
+    ):
+        assert heading in text, heading
+    for row in (
+        "| no-op run_inline handler (baseline) | ",
+        "| ours: one TrackerCallbackHandler, ClearML + Comet sinks, all features | ",
+        "| ClearML | ",
+        "| Comet | ",
+        "| TrackerCallbackHandler([jsonl]), default: local pipe to its tracker worker | ",
+        "| TrackerCallbackHandler([jsonl], transport=redis://…): XADD to the stream | ",
+        "| --drain (exit when the group has nothing left) | 2 | ",
+        "| TrackerCallbackHandler, transport=redis; 2 tracker workers (nice 10), JSON lines | ",
+    ):
+        assert row in text, row
+    assert "**error**" not in text
+    summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    assert summary.count("| 7. Parent CPU per event |") == 1
+    assert summary.count("| 8. Short script |") == 2
+    # The stream workers wrote every pre-filled event once, and exited once they had.
+    assert summary.count("| 13b. Stream throughput, 1 vs 2 tracker workers |") == 2
+    stream_rows = [line for line in summary.splitlines() if "| 13b. Stream throughput" in line]
+    assert all(line.endswith("| yes |") for line in stream_rows), stream_rows
