@@ -37,6 +37,17 @@ def _quick_run(out: Path, phases: list[str], timeout: float) -> str:
     return out.read_text(encoding="utf-8")
 
 
+def _assert_in(text: str, needles: list[str]) -> None:
+    """Every needle (a heading, a table header, a row's start) is in the results."""
+    for needle in needles:
+        assert needle in text, needle
+
+
+def _summary(text: str) -> str:
+    """The results' summary table."""
+    return text.split("## Summary", 1)[1].split("\n## ", 1)[0]
+
+
 def test_quick_run_writes_every_table(tmp_path: Path) -> None:
     out = tmp_path / "RESULTS.md"
     default = ROOT / "benchmarks" / "RESULTS.md"
@@ -45,46 +56,51 @@ def test_quick_run_writes_every_table(tmp_path: Path) -> None:
     text = _quick_run(out, ["hotpath", "pipeline", "seeds", "serving"], timeout=240)
 
     # The header: date, machine, the exact command.
-    for needle in ("- Date: ", "`nproc` = ", "CPU: ", "Python 3.", "- Command: `", "--quick"):
-        assert needle in text, needle
+    _assert_in(text, ["- Date: ", "`nproc` = ", "CPU: ", "Python 3.", "- Command: `", "--quick"])
     # One section per target, each with its table.
-    for heading in (
-        "## 1. Hot path",
-        "## 2. Chain overhead",
-        "## 3. Pipeline capacity",
-        "## 4. Complexity metrics",
-        "## Summary",
-    ):
-        assert heading in text, heading
-    for header in (
-        "| variant | callback | median | p99 | mean | ratio vs deque floor (median) | target |",
-        "| mode | variant | median | p99 | mean | ratio vs no-op handlers (median) |",
-        "| backend | events |",
-        "| worker processes | texts/s (median of rounds) |",
-        "| flush after serving: aflush_tracker(finish=True) | flush before (git c23df4b) | "
-        "flush ≤ 5 s? | enrichments skipped: this flush / since start |",
-    ):
-        assert header in text, header
-    for row in (
-        "| ours: ClearML | on_llm_end |",
-        "| ours: Comet | on_llm_new_token |",
-        "| ours: Comet | on_chain_start |",
-        "| seed: ClearML (stream_logs) | on_llm_end |",
-        "| seed: Comet (stream_logs + complexity) | on_llm_end |",
-        "| OpenTelemetry BatchSpanProcessor |",
-        "| deque(maxlen=N).append (floor) |",
-        "| async | ours: ClearML + Comet (all features) |",
-        "| sync | 2 no-op sync run_inline handlers |",
-        "| async | no handler |",
-        "| sync | seed: Comet (defaults) |",
-        "| ours: ClearMLCallbackHandler (seed class, all features), information | 600 |",
-        "| ours: CometCallbackHandler (seed class, all features), information | 600 |",
-        "| ours: TrackerCallbackHandler([clearml(stream_logs=True)]) defaults | 600 |",
-        "| ours: TrackerCallbackHandler([comet()]) defaults | 600 |",
-        "| ours, one TrackerCallbackHandler (its defaults), both sinks, tracker worker | ",
-        "| ours, both seed classes, tracker worker | ",
-    ):
-        assert row in text, row
+    _assert_in(
+        text,
+        [
+            "## 1. Hot path",
+            "## 2. Chain overhead",
+            "## 3. Pipeline capacity",
+            "## 4. Complexity metrics",
+            "## Summary",
+        ],
+    )
+    _assert_in(
+        text,
+        [
+            "| variant | callback | median | p99 | mean | ratio vs deque floor (median) | target |",
+            "| mode | variant | median | p99 | mean | ratio vs no-op handlers (median) |",
+            "| backend | events |",
+            "| worker processes | texts/s (median of rounds) |",
+            "| flush after serving: aflush_tracker(finish=True) | flush before (git c23df4b) | "
+            "flush ≤ 5 s? | enrichments skipped: this flush / since start |",
+        ],
+    )
+    _assert_in(
+        text,
+        [
+            "| ours: ClearML | on_llm_end |",
+            "| ours: Comet | on_llm_new_token |",
+            "| ours: Comet | on_chain_start |",
+            "| seed: ClearML (stream_logs) | on_llm_end |",
+            "| seed: Comet (stream_logs + complexity) | on_llm_end |",
+            "| OpenTelemetry BatchSpanProcessor |",
+            "| deque(maxlen=N).append (floor) |",
+            "| async | ours: ClearML + Comet (all features) |",
+            "| sync | 2 no-op sync run_inline handlers |",
+            "| async | no handler |",
+            "| sync | seed: Comet (defaults) |",
+            "| ours: ClearMLCallbackHandler (seed class, all features), information | 600 |",
+            "| ours: CometCallbackHandler (seed class, all features), information | 600 |",
+            "| ours: TrackerCallbackHandler([clearml(stream_logs=True)]) defaults | 600 |",
+            "| ours: TrackerCallbackHandler([comet()]) defaults | 600 |",
+            "| ours, one TrackerCallbackHandler (its defaults), both sinks, tracker worker | ",
+            "| ours, both seed classes, tracker worker | ",
+        ],
+    )
     # The OpenTelemetry peer row is measured whenever its SDK can be imported here.
     otel = next(
         line for line in text.splitlines() if "| OpenTelemetry BatchSpanProcessor |" in line
@@ -93,7 +109,7 @@ def test_quick_run_writes_every_table(tmp_path: Path) -> None:
         assert "not installed" not in otel, otel
     # Every summary line says yes or no: each target was measured, none failed to run.
     assert "**error**" not in text
-    summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    summary = _summary(text)
     assert summary.count("| 1. Hot path |") == 6
     assert summary.count("| 2. Chain overhead |") == 2
     assert summary.count("| 3. Pipeline capacity |") == 2
@@ -117,42 +133,48 @@ def test_quick_flush_and_memory_phases(tmp_path: Path) -> None:
 
     text = _quick_run(out, ["flush", "memory"], timeout=300)
 
-    for heading in (
-        "## 5. Flush: aflush_tracker empty, after a backlog, and finish=True",
-        "## 6. Memory (a): producers 10x faster than the sinks for ",
-        "## 6. Memory (b): 20,000 events without a flush",
-    ):
-        assert heading in text, heading
-    for header in (
-        "| measurement | backend | samples | all processed after | flush returned after |",
-        "| measurement | value | target | met? |",
-        "| measurement | value | target | met? | before (git c23df4b) |",
-    ):
-        assert header in text, header
-    for row in (
-        "| empty queue | ClearML | 5 |",
-        "| empty queue | Comet | 5 |",
-        "| empty queue, both at once | both | 5 |",
-        "| 1,000 queued, then flush (both) | ClearML | 1 |",
-        "| 1,000 queued, then flush (both) | Comet | 1 |",
-        "| finish=True, 50 queued | both at once | 1 |",
-        "| finish=True right after 1,000 queued | Comet | 1 |",
-        "| bytes per queued event: RSS / tracemalloc | ",
-        "| the queues' bound | ",
-        "| parent RSS peak during the overload | ",
-        "| enqueued = processed + dropped after the flush | ClearML: ",
-        "| parent RSS after the flush | ",
-        "| tracker worker RSS (with its descendants) | baseline ",
-        "| tracker worker RSS: start / peak over the events / peak during the flush | ",
-        "| events | 20,000 to each handler in ",
-        "| every tracker process together (parent + worker + metric processes): start / peak ",
-        "| then one flush (flush_tracker(), one handler after the other) | ",
-        "| then the finish (flush_tracker(finish=True), one after the other) | ClearML ",
-    ):
-        assert row in text, row
+    _assert_in(
+        text,
+        [
+            "## 5. Flush: aflush_tracker empty, after a backlog, and finish=True",
+            "## 6. Memory (a): producers 10x faster than the sinks for ",
+            "## 6. Memory (b): 20,000 events without a flush",
+        ],
+    )
+    _assert_in(
+        text,
+        [
+            "| measurement | backend | samples | all processed after | flush returned after |",
+            "| measurement | value | target | met? |",
+            "| measurement | value | target | met? | before (git c23df4b) |",
+        ],
+    )
+    _assert_in(
+        text,
+        [
+            "| empty queue | ClearML | 5 |",
+            "| empty queue | Comet | 5 |",
+            "| empty queue, both at once | both | 5 |",
+            "| 1,000 queued, then flush (both) | ClearML | 1 |",
+            "| 1,000 queued, then flush (both) | Comet | 1 |",
+            "| finish=True, 50 queued | both at once | 1 |",
+            "| finish=True right after 1,000 queued | Comet | 1 |",
+            "| bytes per queued event: RSS / tracemalloc | ",
+            "| the queues' bound | ",
+            "| parent RSS peak during the overload | ",
+            "| enqueued = processed + dropped after the flush | ClearML: ",
+            "| parent RSS after the flush | ",
+            "| tracker worker RSS (with its descendants) | baseline ",
+            "| tracker worker RSS: start / peak over the events / peak during the flush | ",
+            "| events | 20,000 to each handler in ",
+            "| every tracker process together (parent + worker + metric processes): start / peak ",
+            "| then one flush (flush_tracker(), one handler after the other) | ",
+            "| then the finish (flush_tracker(finish=True), one after the other) | ClearML ",
+        ],
+    )
     # A flush that failed or timed out shows as **error** (flush table) or a failed phase.
     assert "**error**" not in text
-    summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    summary = _summary(text)
     assert summary.count("| 5. Flush |") == 5
     assert summary.count("| 6. Memory (a) |") == 3
     assert summary.count("| 6. Memory (b) |") == 3
@@ -185,7 +207,7 @@ def test_quick_agents_phase(tmp_path: Path) -> None:
     section = text.split("## 15. LangGraph agents", 1)[1]
     for problem in ("finish failed", ": dropped [", " counted."):  # the table's own notes
         assert problem not in section, problem
-    summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    summary = _summary(text)
     assert summary.count("| 15. LangGraph agents |") == 2
     # The short bursts: every variant ran, and nothing was lost.
     bursts = text.split("## 15b. LangGraph agents, short bursts", 1)[1].split("\n## ", 1)[0]
@@ -199,27 +221,31 @@ def test_quick_parent_cpu_short_script_and_stream_phases(tmp_path: Path) -> None
 
     text = _quick_run(out, ["parent_cpu", "short_script", "stream"], timeout=900)
 
-    for heading in (
-        "## 7. Parent CPU per event: ",
-        "## 8. Short script: ",
-        "## 13a. Application CPU per event, Redis stream vs local pipe: ",
-        "## 13b. Stream throughput, 1 vs 2 tracker workers: ",
-        "## 13c. Serving with the Redis transport: ",
-    ):
-        assert heading in text, heading
-    for row in (
-        "| no-op run_inline handler (baseline) | ",
-        "| ours: one TrackerCallbackHandler, ClearML + Comet sinks, all features | ",
-        "| ClearML | ",
-        "| Comet | ",
-        "| TrackerCallbackHandler([jsonl]), default: local pipe to its tracker worker | ",
-        "| TrackerCallbackHandler([jsonl], transport=redis://…): XADD to the stream | ",
-        "| --drain (exit when the group has nothing left) | 2 | ",
-        "| TrackerCallbackHandler, transport=redis; 2 tracker workers (nice 10), JSON lines | ",
-    ):
-        assert row in text, row
+    _assert_in(
+        text,
+        [
+            "## 7. Parent CPU per event: ",
+            "## 8. Short script: ",
+            "## 13a. Application CPU per event, Redis stream vs local pipe: ",
+            "## 13b. Stream throughput, 1 vs 2 tracker workers: ",
+            "## 13c. Serving with the Redis transport: ",
+        ],
+    )
+    _assert_in(
+        text,
+        [
+            "| no-op run_inline handler (baseline) | ",
+            "| ours: one TrackerCallbackHandler, ClearML + Comet sinks, all features | ",
+            "| ClearML | ",
+            "| Comet | ",
+            "| TrackerCallbackHandler([jsonl]), default: local pipe to its tracker worker | ",
+            "| TrackerCallbackHandler([jsonl], transport=redis://…): XADD to the stream | ",
+            "| --drain (exit when the group has nothing left) | 2 | ",
+            "| TrackerCallbackHandler, transport=redis; 2 tracker workers (nice 10), JSON lines | ",
+        ],
+    )
     assert "**error**" not in text
-    summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    summary = _summary(text)
     assert summary.count("| 7. Parent CPU per event |") == 1
     assert summary.count("| 8. Short script |") == 2
     # The stream workers wrote every pre-filled event once, and exited once they had.

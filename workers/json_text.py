@@ -1,8 +1,8 @@
 """Compact JSON for what the sinks write: orjson, with the stdlib for what orjson refuses.
 
 The worker turns every event into JSON at least once (a JSON line, a table cell, a Comet text
-sample's metadata); with ``json.dumps`` that was a tenth of its CPU on LangGraph rounds
-(benchmarks/analysis.md, issue 15). orjson is ~5-10x faster and writes the same values; the
+sample's metadata); the JSON-lines sink's ``json.dumps`` alone took 7% of its CPU on LangGraph
+rounds (benchmarks/analysis.md, issue 15). orjson is ~5-10x faster and writes the same values; the
 text differs only in spacing and in non-ASCII characters written as themselves, not escaped.
 """
 
