@@ -19,7 +19,8 @@ from tracker.settings import (
     resolve_offline,
     resolve_offline_dir,
 )
-from workers.sinks.comet_samples import METRIC_SUMMARIES, TEXT_SAMPLE_MODES
+from workers.sinks.comet_metrics import METRIC_SUMMARIES
+from workers.sinks.comet_samples import TEXT_SAMPLE_MODES
 from workers.sinks.spec import SinkSpec
 
 
@@ -87,7 +88,7 @@ def comet(
     offline_dir: str | os.PathLike[str] | None = None,
     sink_process: bool = True,
     text_sample: str = "batch",
-    metric_summary: str = "mean",
+    metric_summary: str = "batch_mean",
 ) -> SinkSpec:
     """A Comet experiment sink, with :class:`~tracker.CometCallbackHandler`'s parameters.
 
@@ -95,14 +96,18 @@ def comet(
     record's text and metadata kept inside it (``tracker inspect`` and
     :meth:`tracker.archive.CometArchive.texts` split them back); ``"record"`` logs a sample per
     text, as the seed and :class:`~tracker.CometCallbackHandler` do.
-    ``metric_summary="mean"`` (the default here) logs only ``<metric>_mean`` of each LLM end's
-    complexity and custom metrics; ``"describe"`` the seed's 8 statistics per metric (see
-    :class:`workers.sinks.comet.CometSink`).
+    ``metric_summary="batch_mean"`` (the default here) logs ``<metric>_mean`` of the complexity
+    and custom metrics once per batch the worker writes, over its LLM ends (one point per LLM
+    end under light load, one per batch under load); ``"mean"`` that of each LLM end;
+    ``"describe"`` the seed's 8 statistics per metric and LLM end
+    (:mod:`workers.sinks.comet_metrics`).
     """
     if text_sample not in TEXT_SAMPLE_MODES:
         raise ValueError(f"text_sample must be 'record' or 'batch', got {text_sample!r}")
     if metric_summary not in METRIC_SUMMARIES:
-        raise ValueError(f"metric_summary must be 'describe' or 'mean', got {metric_summary!r}")
+        raise ValueError(
+            f"metric_summary must be one of {METRIC_SUMMARIES}, got {metric_summary!r}"
+        )
     kwargs: dict[str, Any] = {
         "task_type": task_type,
         "workspace": workspace,

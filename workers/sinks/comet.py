@@ -29,7 +29,8 @@ from workers.session import SessionStore
 from workers.sinks.archive_check import verify_archive
 from workers.sinks.asset import snapshot_asset
 from workers.sinks.base import Sink
-from workers.sinks.comet_samples import METRIC_SUMMARIES, TEXT_SAMPLE_MODES, shared_samples
+from workers.sinks.comet_metrics import METRIC_SUMMARIES, Summary, metric_calls
+from workers.sinks.comet_samples import TEXT_SAMPLE_MODES, shared_samples
 from workers.table_report import TableReport, bounded, file_name, json_array, write_jsonl_gz
 
 logger = logging.getLogger("tracker.sinks.comet")
@@ -105,12 +106,13 @@ class CometSink(Sink):
         ``metric_summary``: ``"describe"`` logs the seed's summary of each LLM end's complexity
         (and custom) metrics, 8 statistics per metric (``<metric>_count``, ``_mean``, ``_std``,
         ``_min``, ``_25%``, ``_50%``, ``_75%``, ``_max``); ``"mean"`` only ``<metric>_mean``,
-        under the same name. An LLM end almost always has one generation, where the other
-        seven are copies, a count of 1 or NaN; each is a message comet_ml's offline writer
-        takes ~2,800 of a second.
+        under the same name; ``"batch_mean"`` ``<metric>_mean`` over each batch's LLM ends
+        (:mod:`workers.sinks.comet_metrics`).
         """
         if metric_summary not in METRIC_SUMMARIES:
-            raise ValueError(f"metric_summary must be 'describe' or 'mean', got {metric_summary!r}")
+            raise ValueError(
+                f"metric_summary must be one of {METRIC_SUMMARIES}, got {metric_summary!r}"
+            )
         self.metric_summary = metric_summary
         if text_sample not in TEXT_SAMPLE_MODES:
             raise ValueError(f"text_sample must be 'record' or 'batch', got {text_sample!r}")
@@ -216,6 +218,7 @@ class CometSink(Sink):
         actions: list[dict[str, Any]] = []
         pairs: list[dict[str, Any]] = []
         texts: list[tuple[str, dict[str, Any], int]] = []
+        batched: list[Summary] = []  # "batch_mean": the batch's summaries, logged as one
         for record in records:
             finished = self.runs.observe(record, self.session_keys)
             if finished is not None and finished["run_type"] in ("llm", "chat_model"):
@@ -225,9 +228,14 @@ class CometSink(Sink):
             pairs.extend(out.pairs)
             if self.stream_logs:
                 texts.extend(out.texts)
-            self._log_summaries(experiment, out.metrics)
+            if self.metric_summary == "batch_mean":
+                batched.extend(out.metrics)
+            else:
+                self._log_summaries(experiment, out.metrics)
             if out.pairs and self.visualizations:
                 self._log_visualizations(experiment, record, out.pairs)
+        if batched:
+            self._log_summaries(experiment, batched)
         if self.text_sample == "record":
             for text, metadata, step in texts:
                 experiment.log_text(text, metadata=metadata, step=step)
@@ -238,20 +246,10 @@ class CometSink(Sink):
         self.store.table("pairs").extend(pairs)
         self._wait_for_writer(experiment)
 
-    def _log_summaries(
-        self, experiment: Any, summaries: list[tuple[str, dict[str, Any], int]]
-    ) -> None:
-        """An LLM end's metric summaries: the seed's whole describe(), or only the means."""
-        if self.metric_summary == "describe":
-            for prefix, values, step in summaries:
-                experiment.log_metrics(values, prefix=prefix, step=step)
-            return
-        means: dict[int, dict[str, Any]] = {}
-        for prefix, values, step in summaries:
-            if "mean" in values:
-                means.setdefault(step, {})[f"{prefix}_mean"] = values["mean"]
-        for step, values in means.items():
-            experiment.log_metrics(values, step=step)
+    def _log_summaries(self, experiment: Any, summaries: list[Summary]) -> None:
+        """LLM ends' metric summaries, the ``metric_summary`` way."""
+        for values, prefix, step in metric_calls(summaries, self.metric_summary):
+            experiment.log_metrics(values, prefix=prefix, step=step)
 
     def _log_visualizations(
         self, experiment: Any, record: Record, pairs: list[dict[str, Any]]

@@ -22,9 +22,8 @@ import orjson
 
 from workers.json_text import json_text
 
+#: How texts go to Comet: a sample per text (the seed's way), or one shared per batch.
 TEXT_SAMPLE_MODES = ("record", "batch")
-#: How an LLM end's metric summaries go to Comet: the seed's 8 statistics, or only the mean.
-METRIC_SUMMARIES = ("describe", "mean")
 #: The metadata key that marks a shared sample and holds its records.
 RECORDS_KEY = "tracker_records"
 #: A shared sample holds at most this many characters of text (several samples past it).
