@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -241,6 +242,35 @@ def test_exit_with_a_hung_backend_is_bounded_and_spools(offline_dir: Path) -> No
     # The batch inside the hung call is lost (and logged); the rest waits in order.
     assert len(spooled) >= 8000 - 2 * 100, len(spooled)
     assert spooled == sorted(spooled) and len(set(spooled)) == len(spooled)
+    # What never reached the spool (the hung batch) is counted in the exit's error, never less.
+    said = re.search(r"up to (\d+) events for jsonl may be lost", done.stderr)
+    assert said and 8000 - len(spooled) <= int(said.group(1)) <= 8000, done.stderr[-3000:]
+
+
+STALLED = textwrap.dedent(
+    """
+    import sys
+    from tracker import TrackerCallbackHandler, sinks, testing
+
+    stalled = testing.faulty(sinks.jsonl(sys.argv[1]), stall=60)
+    handler = TrackerCallbackHandler([stalled], offline_dir=sys.argv[1], batch_size=100)
+    for i in range(8000):
+        handler.on_text(f"s{i:05d}")
+    """
+)
+
+
+def test_exit_with_a_stalled_worker_says_how_many_events_may_be_lost(offline_dir: Path) -> None:
+    """A worker that cannot even spool by the exit's end (too slow to start, or its loop held,
+    as on a starved host) is killed on time, and the application says how many events it never
+    confirmed, naming the backend: a loss is never silent."""
+    env = {"TRACKER_EXIT_DRAIN_SECONDS": "1"}
+    started = time.monotonic()
+    done = python("-c", STALLED, str(offline_dir), cwd=offline_dir, **env)
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert took < 1 + 5 + 8, f"the exit took {took:.1f}s\n{done.stderr[-3000:]}"
+    assert "up to 8000 events for jsonl may be lost" in done.stderr, done.stderr[-3000:]
 
 
 SPILLING = textwrap.dedent(

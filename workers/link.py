@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from workers import wire
 from workers.busy import BusyMeter
-from workers.options import EXIT_DRAIN_SECONDS, hold_while_busy_seconds
+from workers.options import EXIT_DRAIN_ENV, EXIT_DRAIN_SECONDS, hold_while_busy_seconds
 from workers.outbox import Outbox
 from workers.wire import Op
 
@@ -322,7 +322,7 @@ class WorkerLink:
             pending = sum(p.stats()["pending"] for p in late)
             logger.warning(
                 "tracker: the exit drain timed out after %.1fs with %d events still on their "
-                "way; the tracker worker spools them for the next start",
+                "way; the tracker worker is told to spool them for the next start",
                 timeout,
                 pending,
             )
@@ -330,6 +330,34 @@ class WorkerLink:
             self._abandon(late, waiting, end)
         self._stop_worker(max(0.5, end - time.monotonic()))
         self._reap(end)
+        self._report_unconfirmed(pipelines, requests, timeout)
+
+    @staticmethod
+    def _report_unconfirmed(
+        pipelines: list[ForwardingPipeline], requests: list[Any], timeout: float
+    ) -> None:
+        """Say what the worker never confirmed written or spooled: nothing is lost silently.
+
+        The worker confirms a finish once every event before it is written or spooled; one it
+        did not confirm by the end of the exit (a worker too slow to start, or stalled) may have
+        taken its events with it. The count is the worker's last report, so an upper bound.
+        """
+        for pipeline, request in zip(pipelines, requests, strict=True):
+            if request.done.done():
+                continue
+            lost = pipeline.stats()["pending"]
+            if not lost:
+                continue
+            logger.error(
+                "tracker: up to %d events for %s may be lost: the tracker worker did not "
+                "confirm them written or spooled within the exit's %.1fs and %.1fs of grace "
+                "(a worker too slow to start or stalled; a longer %s gives it more time)",
+                lost,
+                ", ".join(mirror.name for mirror in pipeline.sinks),
+                timeout,
+                EXIT_GRACE_SECONDS,
+                EXIT_DRAIN_ENV,
+            )
 
     def _reap(self, end: float) -> None:
         """No worker of ours outlives the application: wait until ``end``, then kill."""

@@ -8,6 +8,7 @@ tracker worker, describe it with :func:`faulty`, which the worker builds like an
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import anyio
@@ -89,8 +90,10 @@ class FaultySink(DelegatingSink):
 
     ``delay``: seconds added to every write; ``fail_every``: every n-th write raises; ``down``:
     every call raises (an outage; flip it at any time); ``hang``: every write hangs until
-    cancelled. ``calls`` counts the calls that reached the wrapper, ``calls_while_down`` those
-    made during an outage (a circuit breaker keeps it small). The fault comes before the real
+    cancelled; ``stall``: seconds ``open`` blocks the whole tracker worker (``time.sleep``, not
+    a cancellable wait), as a worker too slow to start or stuck in a call that holds its loop.
+    ``calls`` counts the calls that reached the wrapper, ``calls_while_down`` those made during
+    an outage (a circuit breaker keeps it small). The fault comes before the real
     call, so a failed call delivered nothing: what the archive holds is what got through.
     """
 
@@ -102,9 +105,11 @@ class FaultySink(DelegatingSink):
         fail_every: int = 0,
         down: bool = False,
         hang: bool = False,
+        stall: float = 0.0,
     ) -> None:
         """Wrap ``inner`` with the faults."""
         super().__init__(inner)
+        self.stall = stall
         self.delay = delay
         self.fail_every = fail_every
         self.down = down
@@ -116,7 +121,7 @@ class FaultySink(DelegatingSink):
     def fresh(self) -> FaultySink:
         """A twin around a fresh inner sink (a forked child's)."""
         faults = {"delay": self.delay, "fail_every": self.fail_every, "down": self.down}
-        return FaultySink(self.inner.fresh(), hang=self.hang, **faults)
+        return FaultySink(self.inner.fresh(), hang=self.hang, stall=self.stall, **faults)
 
     def _fault(self, what: str) -> None:
         self.calls += 1
@@ -125,8 +130,10 @@ class FaultySink(DelegatingSink):
             raise ConnectionError(f"injected outage: {what} refused")
 
     async def open(self) -> None:
-        """Fault, then open the real sink."""
+        """Fault (or stall the worker), then open the real sink."""
         self._fault("open")
+        if self.stall:
+            time.sleep(self.stall)  # blocks the worker's loop on purpose: nothing else runs
         await super().open()
 
     async def write(self, records: list[Record]) -> None:
