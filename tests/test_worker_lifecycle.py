@@ -275,7 +275,7 @@ def test_exit_with_a_stalled_worker_says_how_many_events_may_be_lost(offline_dir
 
 SPILLING = textwrap.dedent(
     """
-    import os, signal, sys, time
+    import os, signal, sqlite3, sys, time
     from tracker import TrackerCallbackHandler, sinks, testing
     from workers.link import current_link
 
@@ -289,7 +289,17 @@ SPILLING = textwrap.dedent(
     deadline = time.monotonic() + 30
     while handler.stats()["spilled"] < 1000 and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(1.0)  # let the worker write some of the spill to disk
+    spill = os.path.join(sys.argv[1], "spool", "overflow", "spool.sqlite3")
+
+    def on_disk():
+        try:  # a reader beside the worker's writes (WAL)
+            db = sqlite3.connect(f"file:{spill}?mode=ro", uri=True)
+            return db.execute("SELECT COALESCE(SUM(events), 0) FROM batches").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+
+    while on_disk() <= 600 and time.monotonic() < deadline:
+        time.sleep(0.05)  # let the worker write some of the spill to disk (no fixed sleep)
     os.kill(current_link().worker_pid, signal.SIGKILL)  # a crash of both: no drain at all
     os.kill(os.getpid(), signal.SIGKILL)
     """
