@@ -26,17 +26,9 @@ $(CHROMIUM):
 demo: $(STAMP)
 	$(BIN)/python -m tracker demo
 
-# make test runs its tests in TEST_PROCESSES processes at once, except these: their exit
-# deadlines and timings are the behaviour under test, so they run after, one at a time.
-TEST_PROCESSES ?= 2
-SERIAL_TESTS := tests/test_shutdown.py tests/test_worker_lifecycle.py \
-	tests/test_backends_down.py tests/test_stream.py
-
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check tracker workers tests benchmarks
-	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --durations=8 \
-	  $(addprefix --ignore=,$(SERIAL_TESTS))
-	$(BIN)/python -m pytest -q --durations=4 $(SERIAL_TESTS)
+	$(BIN)/python -m pytest -q --durations=12
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
