@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -449,3 +450,67 @@ def test_two_draining_workers_both_finish(server: RedisServer, tmp_path: Path):
         assert process.returncode == 0, report + err[-3000:]
     assert time.monotonic() - started < 60
     check_each_event_once(out, 150)
+
+
+@pytest.mark.parametrize("batch_size", [5, 12])
+def test_an_entry_holds_whole_traces_never_a_part_of_one(
+    server: RedisServer, tmp_path: Path, batch_size: int
+):
+    """Consumers take entries, not traces: a trace cut between two entries reaches two workers,
+    and each writes half a run (a ``running`` row and a nameless one). 8-event traces, entries
+    of 5 (a trace larger than an entry goes whole, alone) and of 12 (one trace fits, two do
+    not)."""
+    from langchain_core.language_models import GenericFakeChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.output_parsers import StrOutputParser
+    from langchain_core.prompts import ChatPromptTemplate
+
+    from tracker import TrackerCallbackHandler, sinks
+    from workers.snapshot import decode
+
+    chains = 30
+    handler = TrackerCallbackHandler(
+        [sinks.jsonl(tmp_path)], transport=server.url, offline_dir=tmp_path, batch_size=batch_size
+    )
+    answers = iter([AIMessage(content=f"answer {i}") for i in range(chains)])
+    chain = (
+        ChatPromptTemplate.from_messages([("human", "{q}")])
+        | GenericFakeChatModel(messages=answers)
+        | StrOutputParser()
+    )
+
+    async def main() -> Any:
+        await asyncio.gather(
+            *(chain.ainvoke({"q": i}, config={"callbacks": [handler]}) for i in range(chains))
+        )
+        return await handler.aflush_tracker(finish=True, timeout=60)
+
+    assert asyncio.run(main()).streamed == chains * EVENTS_PER_CHAIN
+    root_of: dict[Any, Any] = {}
+    entries_of: dict[Any, set[int]] = {}
+    for number, (_, fields) in enumerate(redis.Redis.from_url(server.url).xrange("langchain")):
+        events = decode(fields[b"b"])
+        roots = set()
+        for event in events:
+            parent = event.parent_run_id
+            root = root_of.setdefault(event.run_id, root_of.get(parent, parent or event.run_id))
+            roots.add(root)
+            entries_of.setdefault(root, set()).add(number)
+        assert len(events) <= batch_size or len(roots) == 1, (len(events), len(roots))
+    assert len(entries_of) == chains
+    assert all(len(numbers) == 1 for numbers in entries_of.values()), entries_of
+
+
+def test_only_a_trace_past_the_entry_limit_is_cut():
+    """pack(): whole groups up to ``size`` events, a larger group alone, and one past
+    ``limit`` cut into entries of ``limit`` (counted)."""
+    from workers.traces import pack
+
+    def groups(*sizes: int) -> list[list[int]]:
+        counter = iter(range(10_000))
+        return [[next(counter) for _ in range(size)] for size in sizes]
+
+    entries, cut = pack(groups(3, 3, 1, 7, 2, 25, 1), size=8, limit=10)  # type: ignore[arg-type]
+    assert [len(entry) for entry in entries] == [7, 7, 2, 10, 10, 5, 1]
+    assert cut == 1
+    assert [event for entry in entries for event in entry] == list(range(42))  # order kept

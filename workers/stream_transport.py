@@ -7,7 +7,8 @@ background thread per handler then takes batches and:
 - counts the seed counters here, in queue order, and stamps them on each event, since no single
   worker sees every event (:func:`workers.counters.source_or_replayed`);
 - joins each trace's events (:mod:`workers.traces`), so that the worker that gets a trace can
-  build its run tree, session pairs and token aggregates alone;
+  build its run tree, session pairs and token aggregates alone; an entry holds whole traces
+  (up to ``batch_size`` events, or one larger trace), never a part of one;
 - encodes them as the pipe transport does (:mod:`workers.snapshot`) and ``XADD``s one entry
   per batch, with a batch id (``<producer>:<n>``) the workers suppress duplicates by.
 
@@ -41,7 +42,7 @@ from workers.redact import RedactHook, Redactor
 from workers.runtime import get_runtime, restart_in_forked_children
 from workers.sinks.spec import SinkSpec
 from workers.spool import Spool, SpoolError, open_spool
-from workers.traces import TraceJoiner
+from workers.traces import Group, TraceJoiner, pack
 
 logger = logging.getLogger("tracker.stream")
 
@@ -53,6 +54,8 @@ RETRY_SECONDS = 1.0
 DEPLOYMENT_ENV = "TRACKER_DEPLOYMENT"
 #: The format of a stream entry (fields b, n, id, producer, host, pid, deployment, v).
 ENTRY_VERSION = "1"
+#: Events in one entry past which a single trace is cut between entries (and counted).
+MAX_ENTRY_EVENTS = 10_000
 
 
 def connect(url: str) -> Any:
@@ -107,6 +110,7 @@ class StreamPipeline(FlushWaiting):
             "v": ENTRY_VERSION,
         }
         self._batches = 0
+        self.traces_cut = 0  # traces larger than MAX_ENTRY_EVENTS, cut between entries
         self._client: Any = None
         self._spool: Spool | None = None
         self._spool_root = options.spool
@@ -143,6 +147,7 @@ class StreamPipeline(FlushWaiting):
         self.producer = uuid.uuid4().hex[:16]
         self._identity = {**self._identity, "producer": self.producer, "pid": str(os.getpid())}
         self._batches = 0
+        self.traces_cut = 0
         self._client = None
         self._spool = None
         self.last_error = None
@@ -176,6 +181,7 @@ class StreamPipeline(FlushWaiting):
             "queue_size": queue.limit,
             "held_in_traces": held,
             "traces_split": self._joiner.split,
+            "traces_cut": self.traces_cut,
             "streamed": self.streamed,
             "spooled": self.spooled,
             "replayed": self.replayed,
@@ -214,7 +220,7 @@ class StreamPipeline(FlushWaiting):
         self._replay()
 
     def _take(self, batch: list[Event]) -> None:
-        ready: list[Event] = []
+        ready: list[Group] = []
         for index, event in enumerate(batch):
             kind = event.kind
             if kind is Kind.FLUSH:
@@ -281,10 +287,12 @@ class StreamPipeline(FlushWaiting):
 
     # -- to the stream, or the spool ---------------------------------------------------------
 
-    def _send(self, events: list[Event]) -> None:
+    def _send(self, groups: list[Group]) -> None:
         size = self.options.batch_size
-        for start in range(0, len(events), size):
-            self._send_one(events[start : start + size])
+        entries, cut = pack(groups, size, max(size, MAX_ENTRY_EVENTS))
+        self.traces_cut += cut
+        for events in entries:
+            self._send_one(events)
 
     def _send_one(self, events: list[Event]) -> None:
         if not events:

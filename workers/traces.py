@@ -12,6 +12,10 @@ stream per partition and an assignment of partitions to workers, which Redis doe
 Bounded: past ``max_events`` held, or ``max_age`` seconds open, a trace is shipped as it is and
 its later events follow as they come (counted in ``split``); a flush ships every open trace the
 same way, since its events must be in the stream when it returns.
+
+Events come back in **groups**: a whole trace, or one event that has no trace to wait for. The
+transport keeps a group in one stream entry (:func:`pack`); cutting a trace between two entries
+would hand its halves to two workers, the very thing joining prevents.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ MAX_TRACE_AGE = 60.0
 #: Traces remembered after they were shipped, so that a late event finds its root.
 MAX_REMEMBERED_RUNS = 100_000
 
+Group = list[Event]
+
 
 class TraceJoiner:
     """Holds events per trace and releases whole traces (in the order their roots ended)."""
@@ -41,11 +47,11 @@ class TraceJoiner:
         self.held_events = 0
         self.split = 0  # traces shipped before their root ended
 
-    def add(self, event: Event) -> list[Event]:
-        """Take one event; returns the events ready to ship now, in order."""
+    def add(self, event: Event) -> list[Group]:
+        """Take one event; returns the groups ready to ship now, in order."""
         run = event.run_id
         if run is None:
-            return [event]
+            return [[event]]
         root = self._root_of.get(run)
         if root is None:
             parent = event.parent_run_id
@@ -53,9 +59,9 @@ class TraceJoiner:
                 root = self._root_of.get(parent, parent) if parent is not None else run
                 self._remember(run, root)
             else:  # an event of a run never announced (or long forgotten): nothing to join
-                return [event]
+                return [[event]]
         if root in self._shipped or (root not in self._held and root != run):
-            return [event]  # its trace went early, or ended: follow as it comes
+            return [[event]]  # its trace went early, or ended: follow as it comes
         if root not in self._held:
             self._held[root] = (time.monotonic(), [])
         self._held[root][1].append(event)
@@ -63,33 +69,27 @@ class TraceJoiner:
         if run == root and event.kind in RUN_ENDS:
             _, events = self._held.pop(root)
             self.held_events -= len(events)
-            return events
+            return [events]
         if self.held_events > self.max_events:
-            return self._release_oldest()
+            return [self._release(next(iter(self._held)))]
         return []
 
-    def expired(self) -> list[Event]:
-        """The events of traces open longer than ``max_age`` (shipped as they are)."""
-        out: list[Event] = []
+    def expired(self) -> list[Group]:
+        """The traces open longer than ``max_age`` (shipped as they are)."""
+        out: list[Group] = []
         now = time.monotonic()
         while self._held:
             root, (since, _) = next(iter(self._held.items()))
             if now - since < self.max_age:
                 break
-            out.extend(self._release(root))
+            out.append(self._release(root))
         return out
 
-    def release_all(self) -> list[Event]:
-        """Every held event (a flush: they must be in the stream when it returns)."""
-        out: list[Event] = []
-        while self._held:
-            out.extend(self._release(next(iter(self._held))))
-        return out
+    def release_all(self) -> list[Group]:
+        """Every held trace (a flush: they must be in the stream when it returns)."""
+        return [self._release(root) for root in list(self._held)]
 
-    def _release_oldest(self) -> list[Event]:
-        return self._release(next(iter(self._held)))
-
-    def _release(self, root: UUID) -> list[Event]:
+    def _release(self, root: UUID) -> Group:
         _, events = self._held.pop(root)
         self.held_events -= len(events)
         self.split += 1
@@ -102,3 +102,27 @@ class TraceJoiner:
         self._root_of[run] = root
         if len(self._root_of) > MAX_REMEMBERED_RUNS:
             self._root_of.popitem(last=False)
+
+
+def pack(groups: list[Group], size: int, limit: int) -> tuple[list[list[Event]], int]:
+    """Stream entries from ``groups``, in order, and how many groups had to be cut.
+
+    An entry takes whole groups while it holds at most ``size`` events; a group larger than
+    ``size`` is an entry of its own, and only one larger than ``limit`` is cut (into entries
+    of ``limit`` events): an entry's encoding is held whole in memory on both sides.
+    """
+    entries: list[list[Event]] = []
+    current: list[Event] = []
+    cut = 0
+    for group in groups:
+        if current and len(current) + len(group) > size:
+            entries.append(current)
+            current = []
+        if len(group) > limit:
+            cut += 1
+            entries.extend(group[start : start + limit] for start in range(0, len(group), limit))
+            continue
+        current.extend(group)
+    if current:
+        entries.append(current)
+    return entries, cut
