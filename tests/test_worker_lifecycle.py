@@ -160,7 +160,8 @@ def test_exit_backlog_is_spooled_and_delivered_by_the_next_process(offline_dir: 
     assert "exit drain timed out" in first.stderr, first.stderr[-3000:]
     # A slow backend is not a failed one: the spool's reason is the deadline, not "(None)".
     spooled = [line for line in first.stderr.splitlines() if "wait in the spool" in line]
-    assert spooled and all("exit drain's deadline" in line for line in spooled), spooled
+    assert spooled, first.stderr[-3000:]
+    assert all("exit drain's deadline" in line for line in spooled), spooled
     assert "failed" not in "".join(spooled), spooled
     assert took < 2 + 5 + 15, f"the exit took {took:.1f}s"  # deadline + grace + start-up
     first_archives = list(offline_dir.glob("*.zip"))
@@ -176,6 +177,29 @@ def test_exit_backlog_is_spooled_and_delivered_by_the_next_process(offline_dir: 
     second = handler.archive_paths["comet"]
     replayed = [t for t, _ in read_comet_archive(second).texts() if t[:1] == "e"]
     assert sorted(delivered + replayed) == [f"e{i:04d}" for i in range(300)]
+
+
+def test_exit_while_the_session_is_still_opening_names_the_deadline(offline_dir: Path) -> None:
+    """A backend slow to open (an SDK logging in; an offline SDK on a starved host) when the
+    exit's deadline passes: the spool's reason is the deadline, with the open still going,
+    not an unreachable server alone."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from tracker import TrackerCallbackHandler, sinks, testing
+
+        slow = testing.faulty(sinks.jsonl(sys.argv[1]), open_delay=60)
+        handler = TrackerCallbackHandler([slow], offline_dir=sys.argv[1])
+        for i in range(50):
+            handler.on_text(f"e{i:04d}")
+        """
+    )
+    first = python("-c", script, str(offline_dir), cwd=offline_dir, TRACKER_EXIT_DRAIN_SECONDS="2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    spooled = [line for line in first.stderr.splitlines() if "wait in the spool" in line]
+    assert spooled, first.stderr[-3000:]
+    assert all("exit drain's deadline" in line for line in spooled), spooled
+    assert all("still opening" in line for line in spooled), spooled
 
 
 HOOKED = textwrap.dedent(

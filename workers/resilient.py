@@ -193,12 +193,17 @@ class ResilientSink(Sink):
             )
             self._lost_unreported = 0
         if self.in_spool:
-            why = (
-                f"the backend session has not opened after "
-                f"{time.monotonic() - self.opening_since:.0f}s (the server may be unreachable)"
-                if self.opening_since is not None
-                else self._why_undelivered()
-            )
+            why = self._why_undelivered()
+            if self.opening_since is not None:
+                opening = time.monotonic() - self.opening_since
+                # At exit the deadline is the cause: a starved host opens an offline SDK slowly.
+                why = (
+                    f"{why}: its session was still opening ({opening:.0f}s; a server may be "
+                    "unreachable, or the SDK slow to start)"
+                    if self.force_spool and self.last_error is None
+                    else f"the backend session has not opened after {opening:.0f}s (the "
+                    "server may be unreachable)"
+                )
             problems.append(
                 f"{self.in_spool} events wait in the spool at {self.spool.directory} because "  # type: ignore[union-attr]
                 f"{why}; they are replayed in order when it answers again, or by the next "

@@ -91,7 +91,8 @@ class FaultySink(DelegatingSink):
     ``delay``: seconds added to every write; ``fail_every``: every n-th write raises; ``down``:
     every call raises (an outage; flip it at any time); ``hang``: every write hangs until
     cancelled; ``stall``: seconds ``open`` blocks the whole tracker worker (``time.sleep``, not
-    a cancellable wait), as a worker too slow to start or stuck in a call that holds its loop.
+    a cancellable wait), as a worker too slow to start or stuck in a call that holds its loop;
+    ``open_delay``: seconds ``open`` waits (the loop runs on), as an SDK slow to log in.
     ``calls`` counts the calls that reached the wrapper, ``calls_while_down`` those made during
     an outage (a circuit breaker keeps it small). The fault comes before the real
     call, so a failed call delivered nothing: what the archive holds is what got through.
@@ -106,10 +107,12 @@ class FaultySink(DelegatingSink):
         down: bool = False,
         hang: bool = False,
         stall: float = 0.0,
+        open_delay: float = 0.0,
     ) -> None:
         """Wrap ``inner`` with the faults."""
         super().__init__(inner)
         self.stall = stall
+        self.open_delay = open_delay
         self.delay = delay
         self.fail_every = fail_every
         self.down = down
@@ -121,7 +124,8 @@ class FaultySink(DelegatingSink):
     def fresh(self) -> FaultySink:
         """A twin around a fresh inner sink (a forked child's)."""
         faults = {"delay": self.delay, "fail_every": self.fail_every, "down": self.down}
-        return FaultySink(self.inner.fresh(), hang=self.hang, stall=self.stall, **faults)
+        faults |= {"hang": self.hang, "stall": self.stall, "open_delay": self.open_delay}
+        return FaultySink(self.inner.fresh(), **faults)
 
     def _fault(self, what: str) -> None:
         self.calls += 1
@@ -134,6 +138,8 @@ class FaultySink(DelegatingSink):
         self._fault("open")
         if self.stall:
             time.sleep(self.stall)  # blocks the worker's loop on purpose: nothing else runs
+        if self.open_delay:
+            await anyio.sleep(self.open_delay)
         await super().open()
 
     async def write(self, records: list[Record]) -> None:
