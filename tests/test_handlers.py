@@ -101,6 +101,20 @@ async def test_comet_async_chat_chain_lands_in_offline_archive(offline_dir: Path
     assert no_network == []
 
 
+def test_a_comet_finish_does_not_wait_out_the_sdk_s_idle_writer(offline_dir: Path):
+    """comet_ml's offline writer thread looks at its queue once a second when idle, and end()
+    joins it: every finish (each worker session, each serving shutdown) took a second more."""
+    handler = CometCallbackHandler(offline_dir=offline_dir)
+    chain = PromptTemplate.from_template("Q {x}") | FakeListLLM(responses=["a", "b"])
+    for x in range(2):
+        chain.invoke({"x": x}, config={"callbacks": [handler]})
+    assert handler.flush_tracker(timeout=60).ok  # the experiment is open and has the records
+    result = handler.flush_tracker(finish=True, timeout=60)
+    assert result.ok, result
+    assert len(read_comet_archive(handler.archive_path).action_records()) == 2 * 6
+    assert result.seconds < 0.5, f"the finish took {result.seconds:.2f} s"
+
+
 def test_sync_chains_from_threads_are_counted_exactly(offline_dir: Path):
     handler = CometCallbackHandler(stream_logs=False, offline_dir=offline_dir)
     chain = text_chain()

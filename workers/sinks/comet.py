@@ -45,6 +45,9 @@ LANGCHAIN_MODEL_NAME = "langchain-model"
 WRITER_BACKLOG = {"record": 10_000, "batch": 2_000}
 # The longest such wait: a writer that stopped must not stop the tracker.
 WRITER_WAIT_SECONDS = 60.0
+# Seconds comet_ml's offline writer thread waits on its empty queue before it looks again (the
+# SDK's own is 1 s): end() stops that thread and joins it, so every end() took a second idle.
+OFFLINE_WRITER_POLL_SECONDS = 0.05
 AUTO_LOGGING_OFF: dict[str, Any] = {
     "log_code": False,
     "log_graph": False,
@@ -172,6 +175,9 @@ class CometSink(Sink):
                 offline_directory=str(self.offline_dir),
                 **AUTO_LOGGING_OFF,
             )
+            streamer = getattr(experiment, "streamer", None)
+            if isinstance(getattr(streamer, "queue_timeout", None), (int, float)):
+                streamer.queue_timeout = OFFLINE_WRITER_POLL_SECONDS
         else:
             experiment = comet_ml.Experiment(
                 project_name=self.project_name, workspace=self.workspace, **AUTO_LOGGING_OFF
