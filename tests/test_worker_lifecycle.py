@@ -179,6 +179,34 @@ def test_exit_backlog_is_spooled_and_delivered_by_the_next_process(offline_dir: 
     assert sorted(delivered + replayed) == [f"e{i:04d}" for i in range(300)]
 
 
+def test_a_deadline_that_passes_before_the_worker_opened_its_spool_still_spools(
+    offline_dir: Path,
+) -> None:
+    """An exit deadline shorter than the worker's start (or a starved host): the worker opens
+    the spool on the spot. It lost every event, saying "no spool (spool=False)"."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from tracker import TrackerCallbackHandler, sinks
+
+        handler = TrackerCallbackHandler([sinks.jsonl(sys.argv[1])], offline_dir=sys.argv[1])
+        for i in range(300):
+            handler.on_text(f"e{i:04d}")
+        """
+    )
+    first = python(
+        "-c", script, str(offline_dir), cwd=offline_dir, TRACKER_EXIT_DRAIN_SECONDS="0.05"
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "were lost" not in first.stderr, first.stderr[-3000:]
+    assert "300 events wait in the spool" in first.stderr, first.stderr[-3000:]
+    handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
+    assert handler.flush_tracker(finish=True, timeout=60).ok
+    lines = [json.loads(line) for path in offline_dir.glob("*.jsonl") for line in path.open()]
+    texts = [line["fields"]["text"] for line in lines if line.get("kind") == "on_text"]
+    assert sorted(texts) == [f"e{i:04d}" for i in range(300)]  # each once, none lost
+
+
 def test_exit_while_the_session_is_still_opening_names_the_deadline(offline_dir: Path) -> None:
     """A backend slow to open (an SDK logging in; an offline SDK on a starved host) when the
     exit's deadline passes: the spool's reason is the deadline, with the open still going,

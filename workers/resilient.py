@@ -17,6 +17,7 @@ deadline cuts is waiting on anything else (a hung injected fault, a hung open).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -74,6 +75,7 @@ class ResilientSink(Sink):
         self.needs_sentences = inner.needs_sentences
         self._spool_factory = spool
         self.spool: Spool | None = None
+        self._spool_opening = threading.Lock()  # the open's thread, or the exit's spooling
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or CircuitBreaker()
         self.opened = False
@@ -127,8 +129,7 @@ class ResilientSink(Sink):
         self.inner.session_keys = self.session_keys
         self.opening_since = time.monotonic()  # from here on, nothing else may open it
         try:
-            if self._spool_factory is not None:
-                self.spool = await anyio.to_thread.run_sync(self._spool_factory)
+            await anyio.to_thread.run_sync(self._open_spool)
             await self._call(self.inner.open)
         except Exception as exc:
             if self.spool is None:
@@ -146,6 +147,8 @@ class ResilientSink(Sink):
         """Deliver ``records``, or spool them (in order) when the backend cannot take them."""
         await self._wait_for_open()
         if self._backlogged():
+            if self.spool is None and self._spool_factory is not None:
+                await self._open_spool_or_note()
             if self.spool is not None:
                 await self._spool(records)
                 await self.maintain()
@@ -187,9 +190,13 @@ class ResilientSink(Sink):
                 problems.append(f"the flush failed: {type(exc).__name__}: {exc}")
                 self.flush_failed = True
         if self._lost_unreported:
+            keeper = (
+                "the spool could not keep them"
+                if self._spool_factory is not None
+                else "there is no spool to keep them (spool=False)"
+            )
             problems.append(
-                f"{self._lost_unreported} events were lost: {self._why_undelivered()} and "
-                "there is no spool to keep them (spool=False)"
+                f"{self._lost_unreported} events were lost: {self._why_undelivered()} and {keeper}"
             )
             self._lost_unreported = 0
         if self.in_spool:
@@ -256,12 +263,22 @@ class ResilientSink(Sink):
         self._opened_event().set()
 
     def spool_now(self, records: list[Record]) -> None:
-        """The exit deadline passed: store ``records`` in the spool at once, or count them lost."""
-        if self.spool is None:
+        """The exit deadline passed: store ``records`` in the spool at once, or count them lost.
+
+        The spool may not be open yet (a deadline that passed while the worker was starting):
+        it is opened here, on the spot.
+        """
+        try:
+            spool = self._open_spool()
+        except Exception as exc:
+            self.last_error = f"the spool could not be opened: {type(exc).__name__}: {exc}"
+            self._lose(records)
+            return
+        if spool is None:
             self._lose(records)
             return
         try:
-            self.spool.append([record.to_wire() for record in records])
+            spool.append([record.to_wire() for record in records])
         except SpoolError as exc:
             self.last_error = str(exc)
             self._lose(records)
@@ -314,6 +331,22 @@ class ResilientSink(Sink):
         await self._replay(probe)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _open_spool(self) -> Spool | None:
+        """The spool, opened once by whichever needs it first (blocking: a thread's work)."""
+        if self.spool is None and self._spool_factory is not None:
+            with self._spool_opening:
+                if self.spool is None:
+                    self.spool = self._spool_factory()
+        return self.spool
+
+    async def _open_spool_or_note(self) -> None:
+        """Open the spool for a write that came before the open did; a failure is the cause
+        its events are lost with."""
+        try:
+            await anyio.to_thread.run_sync(self._open_spool)
+        except Exception as exc:
+            self.last_error = f"the spool could not be opened: {type(exc).__name__}: {exc}"
 
     async def _replay(self, probe: bool = False) -> None:
         if self._replay_lock is None:
