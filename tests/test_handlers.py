@@ -112,7 +112,8 @@ def test_a_comet_finish_does_not_wait_out_the_sdk_s_idle_writer(offline_dir: Pat
     result = handler.flush_tracker(finish=True, timeout=60)
     assert result.ok, result
     assert len(read_comet_archive(handler.archive_path).action_records()) == 2 * 6
-    assert result.seconds < 0.5, f"the finish took {result.seconds:.2f} s"
+    # ~0.06 s here; it was never under ~1 s (the writer's poll runs out after end()'s messages)
+    assert result.seconds < 0.8, f"the finish took {result.seconds:.2f} s"
 
 
 def test_sync_chains_from_threads_are_counted_exactly(offline_dir: Path):

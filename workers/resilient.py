@@ -16,6 +16,7 @@ deadline cuts is waiting on anything else (a hung injected fault, a hung open).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -76,6 +77,8 @@ class ResilientSink(Sink):
         self._spool_factory = spool
         self.spool: Spool | None = None
         self._spool_opening = threading.Lock()  # the open's thread, or the exit's spooling
+        #: Why the spool could not be opened (it is not tried again).
+        self.spool_error: str | None = None
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or CircuitBreaker()
         self.opened = False
@@ -190,11 +193,12 @@ class ResilientSink(Sink):
                 problems.append(f"the flush failed: {type(exc).__name__}: {exc}")
                 self.flush_failed = True
         if self._lost_unreported:
-            keeper = (
-                "the spool could not keep them"
-                if self._spool_factory is not None
-                else "there is no spool to keep them (spool=False)"
-            )
+            if self.spool_error is not None:
+                keeper = f"the spool could not be opened ({self.spool_error})"
+            elif self._spool_factory is not None:
+                keeper = "the spool could not keep them"
+            else:
+                keeper = "there is no spool to keep them (spool=False)"
             problems.append(
                 f"{self._lost_unreported} events were lost: {self._why_undelivered()} and {keeper}"
             )
@@ -270,10 +274,8 @@ class ResilientSink(Sink):
         """
         try:
             spool = self._open_spool()
-        except Exception as exc:
-            self.last_error = f"the spool could not be opened: {type(exc).__name__}: {exc}"
-            self._lose(records)
-            return
+        except Exception:  # kept in spool_error: the flush names it as the cause
+            spool = None
         if spool is None:
             self._lose(records)
             return
@@ -333,20 +335,26 @@ class ResilientSink(Sink):
     # -- internals ---------------------------------------------------------------------------
 
     def _open_spool(self) -> Spool | None:
-        """The spool, opened once by whichever needs it first (blocking: a thread's work)."""
-        if self.spool is None and self._spool_factory is not None:
+        """The spool, opened once by whichever needs it first; None without one.
+
+        Blocking (SQLite): called from a thread, or at exit on the loop. The first failure
+        raises and is kept in ``spool_error``; the spool is not tried again.
+        """
+        if self.spool is None and self._spool_factory is not None and self.spool_error is None:
             with self._spool_opening:
-                if self.spool is None:
-                    self.spool = self._spool_factory()
+                if self.spool is None and self.spool_error is None:
+                    try:
+                        self.spool = self._spool_factory()
+                    except Exception as exc:
+                        self.spool_error = f"{type(exc).__name__}: {exc}"
+                        raise
         return self.spool
 
     async def _open_spool_or_note(self) -> None:
-        """Open the spool for a write that came before the open did; a failure is the cause
-        its events are lost with."""
-        try:
+        """Open the spool for a write that came before the open did (a failure is kept in
+        ``spool_error``, the cause its events are lost with)."""
+        with contextlib.suppress(Exception):
             await anyio.to_thread.run_sync(self._open_spool)
-        except Exception as exc:
-            self.last_error = f"the spool could not be opened: {type(exc).__name__}: {exc}"
 
     async def _replay(self, probe: bool = False) -> None:
         if self._replay_lock is None:
@@ -357,6 +365,8 @@ class ResilientSink(Sink):
     async def _replay_locked(self, probe: bool) -> None:
         spool = self.spool
         while spool is not None and spool.pending_batches:
+            if self.force_spool:  # past the exit's deadline the backend is not called again
+                return
             if not (probe or self.breaker.allows_call()):
                 return
             probe = False  # one forced probe at most

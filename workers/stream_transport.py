@@ -9,8 +9,9 @@ background thread per handler then takes batches and:
 - joins each trace's events (:mod:`workers.traces`), so that the worker that gets a trace can
   build its run tree, session pairs and token aggregates alone; an entry holds whole traces
   (up to ``batch_size`` events, or one larger trace), never a part of one;
-- encodes them as the pipe transport does (:mod:`workers.snapshot`) and ``XADD``s one entry
-  per batch, with a batch id (``<producer>:<n>``) the workers suppress duplicates by.
+- encodes them as the pipe transport does (:mod:`workers.snapshot`) and ``XADD``s them as
+  entries of whole traces, each with a batch id (``<producer>:<n>``) the workers suppress
+  duplicates by.
 
 If Redis is unreachable or slow (a 2 s socket timeout), batches go to a local durable spool
 (``offline_dir/spool/stream``, SQLite) and every later batch follows them there, so that order

@@ -47,7 +47,7 @@ from workers.stream_transport import connect
 logger = logging.getLogger("tracker.stream_worker")
 
 DONE_TTL_SECONDS = 7 * 24 * 3600
-READ_COUNT = 16  # entries per XREADGROUP (each up to batch_size events)
+READ_COUNT = 16  # entries per XREADGROUP (each up to batch_size events, or one larger trace)
 READ_BLOCK_MS = 500
 MAINTAIN_SECONDS = 2.0  # between claims, touches and trims
 SESSION_CLOSE_TIMEOUT = 600.0
