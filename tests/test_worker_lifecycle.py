@@ -319,16 +319,35 @@ STALLED = textwrap.dedent(
     handler = TrackerCallbackHandler([stalled], offline_dir=sys.argv[1], batch_size=100)
     for i in range(8000):
         handler.on_text(f"s{i:05d}")
+    handler.on_text("key sk-stalledsecret0123456789ABCDEFabcdef")  # scrubbed, as ever
     """
 )
 
 
-def test_exit_with_a_stalled_worker_says_how_many_events_may_be_lost(offline_dir: Path) -> None:
+def test_exit_with_a_stalled_worker_spools_what_it_never_took(offline_dir: Path) -> None:
     """A worker that cannot even spool by the exit's end (too slow to start, or its loop held,
-    as on a starved host) is killed on time, and the application says how many events it never
-    confirmed, naming the backend: a loss is never silent."""
+    as on a starved host) is killed on time; it took none of the events, so the application
+    spools them from its resend buffer, and the next start delivers each once."""
     done = exit_within_its_deadline(STALLED, offline_dir, drain=1)
-    assert "up to 8000 events for jsonl may be lost" in done.stderr, done.stderr[-3000:]
+    assert "may be lost" not in done.stderr, done.stderr[-3000:]
+    assert "did not confirm 8001 events for jsonl" in done.stderr, done.stderr[-3000:]
+    handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
+    assert handler.flush_tracker(finish=True, timeout=60).ok
+    lines = [json.loads(line) for path in offline_dir.glob("*.jsonl") for line in path.open()]
+    texts = [line["fields"]["text"] for line in lines if line.get("kind") == "on_text"]
+    assert texts[:-1] == [f"s{i:05d}" for i in range(8000)]  # each once, in order
+    assert texts[-1].startswith("key ") and "sk-stalledsecret" not in texts[-1], texts[-1]
+
+
+def test_exit_with_a_stalled_worker_and_no_spool_says_how_many_events_may_be_lost(
+    offline_dir: Path,
+) -> None:
+    """The same without a spool (spool=False): the loss is counted, naming the backend, never
+    silent."""
+    no_spool = STALLED.replace("batch_size=100)", "batch_size=100, spool=False)")
+    assert no_spool != STALLED
+    done = exit_within_its_deadline(no_spool, offline_dir, drain=1)
+    assert "up to 8001 events for jsonl may be lost" in done.stderr, done.stderr[-3000:]
 
 
 SPILLING = textwrap.dedent(

@@ -23,9 +23,10 @@ import sys
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers import snapshot, wire
+from workers import rescue, snapshot, wire
 from workers.counters import Counters
 from workers.enrichment import ENRICHMENTS
 from workers.event import Event, Kind
@@ -466,6 +467,30 @@ class ForwardingPipeline(FlushWaiting):
     def retained(self) -> list[bytes]:
         """The frames a new worker needs, oldest first."""
         return [data for _, data, _ in self._retained]
+
+    def rescue_unconfirmed(self) -> tuple[int, list[Path]]:
+        """At exit, the worker killed before it confirmed the finish: the events of the resend
+        buffer go to each sink's spool, for the next start (:mod:`workers.rescue`).
+
+        Only when the worker's last report says it took none of them: it may have written or
+        spooled any it took, and a second copy is worse than a count. Returns the events
+        rescued and the spools' directories; (0, []) without a spool or when not eligible.
+        """
+        root = self.options.spool
+        worker = self._state.get("stats", {})
+        taken = worker.get("processed", 0) + worker.get("dropped", 0)
+        if root is None or not self._retained_events:
+            return 0, []
+        if taken > self._sent_events - self._retained_events:
+            return 0, []
+        rate = 1.0 if self.options.tail_sampling else self.options.sample_rate
+        records = rescue.records_of(self.retained(), rate)
+        names = [mirror.name for mirror in self.sinks]
+        directories = rescue.spool_records(records, root, names, self.options.batch_size)
+        rescued = self._retained_events
+        self._base["processed"] += rescued  # stored (in the spools), as the worker counts it
+        self._release_through(self._retained[-1][0])
+        return rescued, directories
 
     def note_restart(self, code: int | None) -> None:
         """The worker died: its counters start over with the resent frames."""

@@ -330,7 +330,29 @@ class WorkerLink:
             self._abandon(late, waiting, end)
         self._stop_worker(max(0.5, end - time.monotonic()))
         self._reap(end)
+        self._rescue_unconfirmed(pipelines, requests)
         self._report_unconfirmed(pipelines, requests, timeout)
+
+    @staticmethod
+    def _rescue_unconfirmed(pipelines: list[ForwardingPipeline], requests: list[Any]) -> None:
+        """The worker is gone: what it never took goes from our resend buffer to the spools."""
+        for pipeline, request in zip(pipelines, requests, strict=True):
+            if request.done.done():
+                continue
+            try:
+                rescued, directories = pipeline.rescue_unconfirmed()
+            except Exception as exc:  # the count that follows says what this leaves
+                logger.error("tracker: spooling what the tracker worker left failed: %s", exc)
+                continue
+            if rescued:
+                logger.warning(
+                    "tracker: the tracker worker did not confirm %d events for %s before it was "
+                    "stopped and had taken none of them; they wait in the spool at %s for the "
+                    "next start (replayed with the same offline_dir)",
+                    rescued,
+                    ", ".join(mirror.name for mirror in pipeline.sinks),
+                    ", ".join(str(directory) for directory in directories),
+                )
 
     @staticmethod
     def _report_unconfirmed(

@@ -254,6 +254,8 @@ class Pipeline(FlushWaiting):
         async with anyio.create_task_group() as group:
             # Sinks open in the background: an SDK that never answers its login must not hold
             # batches and flushes back (they go to the spool until it opens, and say why).
+            for sink in self.sinks:
+                sink.opening()  # a batch taken before the open task runs waits for it
             group.start_soon(self._open_sinks)
             if self.options.spool is not None:
                 try:

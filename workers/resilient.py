@@ -122,6 +122,12 @@ class ResilientSink(Sink):
 
     # -- the Sink protocol -------------------------------------------------------------------
 
+    def opening(self) -> None:
+        """The open is on its way (started in the background): a write that comes before it
+        began waits for it as for an open in progress, rather than finding no session."""
+        if not self.opened and self.opening_since is None:
+            self.opening_since = time.monotonic()
+
     async def open(self) -> None:
         """Open the backend; if it is down, start spooling and retry at each cool-down.
 
