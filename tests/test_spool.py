@@ -189,3 +189,24 @@ def test_sigkill_while_writing_and_replaying_loses_nothing_acknowledged(tmp_path
 @pytest.mark.slow
 def test_sigkill_crash_loop_fifty_rounds(tmp_path: Path) -> None:
     crash_rounds(tmp_path, 50)
+
+
+def test_a_rescue_adds_only_what_the_spool_does_not_hold(tmp_path: Path) -> None:
+    """What the worker spooled in its last moments (after its last report) and the
+    application then rescues from its resend buffer is stored once: the same seq and time."""
+    from workers.event import Event, Kind
+    from workers.records import convert
+    from workers.rescue import spool_records
+
+    records = [
+        convert(Event(Kind.TEXT, seq, 1000.0 + seq, None, None, (f"t{seq}",), {}))
+        for seq in range(1, 11)
+    ]
+    worker = Spool(tmp_path / "jsonl")
+    worker.append([record.to_wire() for record in records[:4]])  # the worker got this far
+    worker.close()
+    rescued = spool_records(records, tmp_path, ["jsonl"], batch_size=3)
+    assert rescued.spooled == {"jsonl": 6}
+    spool = Spool(tmp_path / "jsonl")
+    texts = [item[5]["text"] for batch in drain(spool) for item in batch]
+    assert texts == [f"t{seq}" for seq in range(1, 11)]  # each once, in order

@@ -26,7 +26,7 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workers import rescue, snapshot, wire
+from workers import snapshot, wire
 from workers.counters import Counters
 from workers.enrichment import ENRICHMENTS
 from workers.event import Event, Kind
@@ -185,7 +185,7 @@ class ForwardingPipeline(FlushWaiting):
         self.unprotected = 0  # events whose frames left the resend buffer before it was safe
         self._seq = itertools.count(1)
         self._spill_sent = 0
-        self._sent_events = 0  # to the current worker (its counters start at zero)
+        self._sent_events = 0  # to the current worker, as it counts them (from zero)
         self._finish_sent = False
         self._withheld = 0  # records the user's redact hook dropped here
         self._redact_counts = (0, 0)
@@ -350,14 +350,17 @@ class ForwardingPipeline(FlushWaiting):
         return self._sent_events - worker.get("processed", 0) - worker.get("dropped", 0)
 
     def _send_events(self, events: list[Event]) -> None:
+        withheld = self._withheld
         if self._redactor is not None:
             data = self._redacted(events)
         else:
             data = snapshot.encode(events, self._enrich if self._custom is not None else None)
+        # What the worker gets and counts: the redact hook's withheld records stay here.
+        visible = len(events) - (self._withheld - withheld)
         # The outbox's hold counts from when the oldest of them was recorded.
         since = time.monotonic() - max(0.0, time.time() - events[0].time)
-        self._send(Op.EVENTS, (len(events), data), len(events), hold_since=since)
-        self._sent_events += len(events)
+        self._send(Op.EVENTS, (len(events), data), visible, hold_since=since)
+        self._sent_events += visible
 
     def _redacted(self, events: list[Event]) -> bytes:
         """The user's redact hook runs here, on records converted here."""
@@ -468,29 +471,42 @@ class ForwardingPipeline(FlushWaiting):
         """The frames a new worker needs, oldest first."""
         return [data for _, data, _ in self._retained]
 
-    def rescue_unconfirmed(self) -> tuple[int, list[Path]]:
+    def rescuable(self) -> bool:
+        """Whether :meth:`rescue_unconfirmed` could spool the resend buffer now: a spool, and
+        a worker that, as of its last report, took none of its events (processed, dropped or
+        spilled them): all of them are then still only here."""
+        if self.options.spool is None or not self._retained_events:
+            return False
+        worker = self._state.get("stats", {})
+        taken = sum(worker.get(key, 0) for key in ("processed", "dropped", "spilled"))
+        return taken <= self._sent_events - self._retained_events
+
+    def rescue_unconfirmed(self, deadline: float) -> tuple[int, int, list[Path]]:
         """At exit, the worker killed before it confirmed the finish: the events of the resend
         buffer go to each sink's spool, for the next start (:mod:`workers.rescue`).
 
-        Only when the worker's last report says it took none of them: it may have written or
-        spooled any it took, and a second copy is worse than a count. Returns the events
-        rescued and the spools' directories; (0, []) without a spool or when not eligible.
+        Only when the worker's last report says it took none of them (processed, dropped or
+        spilled): it may have written any it took, and a second copy is worse than a count.
+        Frames are converted until ``deadline`` (``time.monotonic()``); those left are not
+        rescued. Returns the events rescued, the records spooled and the spools' directories.
         """
         root = self.options.spool
-        worker = self._state.get("stats", {})
-        taken = worker.get("processed", 0) + worker.get("dropped", 0)
-        if root is None or not self._retained_events:
-            return 0, []
-        if taken > self._sent_events - self._retained_events:
-            return 0, []
+        if root is None or not self.rescuable():
+            return 0, 0, []
+        from workers import rescue  # only an exit that lost its worker needs it
+
         rate = 1.0 if self.options.tail_sampling else self.options.sample_rate
-        records = rescue.records_of(self.retained(), rate)
+        frames = list(self._retained)
+        records, done = rescue.records_of([data for _, data, _ in frames], rate, deadline)
+        if not done:
+            return 0, 0, []
         names = [mirror.name for mirror in self.sinks]
-        directories = rescue.spool_records(records, root, names, self.options.batch_size)
-        rescued = self._retained_events
+        stored = rescue.spool_records(records, root, names, self.options.batch_size)
+        rescued = sum(count for _, _, count in frames[:done])
         self._base["processed"] += rescued  # stored (in the spools), as the worker counts it
-        self._release_through(self._retained[-1][0])
-        return rescued, directories
+        self._release_through(frames[done - 1][0])
+        spooled = min(stored.spooled.values(), default=0)
+        return rescued, spooled, stored.directories
 
     def note_restart(self, code: int | None) -> None:
         """The worker died: its counters start over with the resent frames."""

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tracker.link")
 
 EXIT_GRACE_SECONDS = 5.0
+#: Of that grace, what the application keeps to spool what a worker that took nothing left.
+RESCUE_SECONDS = 2.0
 #: Seconds between restarts of a worker that keeps dying (a crash loop must not spin).
 RESTART_PAUSE_SECONDS = 1.0
 #: How often the background thread looks at quiet queues (a full batch wakes it at once).
@@ -86,6 +88,7 @@ class WorkerLink:
         self._last_restart = 0.0
         self._write_deadline: float | None = None  # set by the exit drain
         self._spawned: list[subprocess.Popen[bytes]] = []  # every worker started here
+        self._readers: list[threading.Thread] = []  # their reply readers
         self.restarts = 0
         self.pid = os.getpid()
 
@@ -153,12 +156,14 @@ class WorkerLink:
         self._dead = False
         assert process.stdin is not None
         self._outbox.open(process.stdin)
-        threading.Thread(
+        reader = threading.Thread(
             target=self._read_replies,
             args=(process,),
             name="tracker-replies",
             daemon=True,
-        ).start()
+        )
+        reader.start()
+        self._readers.append(reader)
         if self._thread is None or not self._thread.is_alive():
             self._stopping = False
             self._thread = threading.Thread(
@@ -327,30 +332,46 @@ class WorkerLink:
                 pending,
             )
             waiting = [r for r in requests if not r.done.done()]
-            self._abandon(late, waiting, end)
-        self._stop_worker(max(0.5, end - time.monotonic()))
-        self._reap(end)
-        self._rescue_unconfirmed(pipelines, requests)
+            self._abandon(late, waiting, self._stop_at(late, end))
+        unconfirmed = [p for p, r in zip(pipelines, requests, strict=True) if not r.done.done()]
+        stop_at = self._stop_at(unconfirmed, end)
+        self._stop_worker(max(0.5, stop_at - time.monotonic()))
+        self._reap(stop_at)
+        for reader in self._readers:  # its last replies, before deciding what it never took
+            reader.join(max(0.1, end - time.monotonic()))
+        self._rescue_unconfirmed(pipelines, requests, end)
         self._report_unconfirmed(pipelines, requests, timeout)
 
     @staticmethod
-    def _rescue_unconfirmed(pipelines: list[ForwardingPipeline], requests: list[Any]) -> None:
+    def _stop_at(pipelines: list[ForwardingPipeline], end: float) -> float:
+        """When to stop the worker: at the exit's ``end``, or, when it has taken none of these
+        pipelines' events yet, early enough for the application to spool what it holds by
+        then (:mod:`workers.rescue`)."""
+        if pipelines and all(pipeline.rescuable() for pipeline in pipelines):
+            return end - RESCUE_SECONDS
+        return end
+
+    @staticmethod
+    def _rescue_unconfirmed(
+        pipelines: list[ForwardingPipeline], requests: list[Any], end: float
+    ) -> None:
         """The worker is gone: what it never took goes from our resend buffer to the spools."""
         for pipeline, request in zip(pipelines, requests, strict=True):
             if request.done.done():
                 continue
             try:
-                rescued, directories = pipeline.rescue_unconfirmed()
+                rescued, spooled, directories = pipeline.rescue_unconfirmed(end)
             except Exception as exc:  # the count that follows says what this leaves
                 logger.error("tracker: spooling what the tracker worker left failed: %s", exc)
                 continue
             if rescued:
                 logger.warning(
-                    "tracker: the tracker worker did not confirm %d events for %s before it was "
-                    "stopped and had taken none of them; they wait in the spool at %s for the "
-                    "next start (replayed with the same offline_dir)",
+                    "tracker: the tracker worker was stopped before it took %d events for %s; "
+                    "the application spooled them (%d records) at %s, for the next start with "
+                    "that spool to replay",
                     rescued,
                     ", ".join(mirror.name for mirror in pipeline.sinks),
+                    spooled,
                     ", ".join(str(directory) for directory in directories),
                 )
 

@@ -148,6 +148,26 @@ class Spool:
             self.pending_batches += 1
             self.pending_events += count
 
+    def append_many(self, batches: list[list[Any]]) -> None:
+        """Store ``batches`` durably in one transaction (one sync for all): all or none."""
+        payloads = [(len(b), pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL)) for b in batches]
+        with self._mutex:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._db.executemany(
+                    "INSERT INTO batches (events, payload) VALUES (?, ?)", payloads
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+                count = sum(n for n, _ in payloads)
+                raise SpoolError(
+                    f"could not write {count} events to the spool at {self.directory}: {exc}"
+                ) from exc
+            self.pending_batches += len(payloads)
+            self.pending_events += sum(n for n, _ in payloads)
+
     def peek(self) -> tuple[int, list[Any]] | None:
         """The oldest batch not yet replayed, with the position to :meth:`commit` after it."""
         with self._mutex:
