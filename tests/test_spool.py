@@ -193,20 +193,31 @@ def test_sigkill_crash_loop_fifty_rounds(tmp_path: Path) -> None:
 
 def test_a_rescue_adds_only_what_the_spool_does_not_hold(tmp_path: Path) -> None:
     """What the worker spooled in its last moments (after its last report) and the
-    application then rescues from its resend buffer is stored once: the same seq and time."""
+    application then rescues from its resend buffer is stored once: the same seq and time.
+    Past the deadline nothing more is stored, and the frames done say how far it got."""
+    import time as clock
+
+    from workers import snapshot, wire
     from workers.event import Event, Kind
     from workers.records import convert
-    from workers.rescue import spool_records
+    from workers.rescue import spool_frames
+    from workers.wire import Op
 
-    records = [
-        convert(Event(Kind.TEXT, seq, 1000.0 + seq, None, None, (f"t{seq}",), {}))
+    events = [
+        Event(Kind.TEXT, seq, clock.time() + seq, None, None, (f"t{seq}",), {})
         for seq in range(1, 11)
     ]
+    frames = [
+        wire.frame(Op.EVENTS, 1, n, (5, snapshot.encode(events[start : start + 5])))
+        for n, start in enumerate((0, 5), 1)
+    ]
     worker = Spool(tmp_path / "jsonl")
-    worker.append([record.to_wire() for record in records[:4]])  # the worker got this far
+    worker.append([convert(event).to_wire() for event in events[:4]])  # the worker got this far
     worker.close()
-    rescued = spool_records(records, tmp_path, ["jsonl"], batch_size=3)
-    assert rescued.spooled == {"jsonl": 6}
+    late = spool_frames(frames, 1.0, tmp_path, ["jsonl"], 3, clock.monotonic() - 1)
+    assert (late.frames_done, late.spooled) == (0, 0)
+    rescued = spool_frames(frames, 1.0, tmp_path, ["jsonl"], 3, clock.monotonic() + 60)
+    assert (rescued.frames_done, rescued.spooled, rescued.error) == (2, 10, None)
     spool = Spool(tmp_path / "jsonl")
     texts = [item[5]["text"] for batch in drain(spool) for item in batch]
     assert texts == [f"t{seq}" for seq in range(1, 11)]  # each once, in order

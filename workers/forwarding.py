@@ -472,41 +472,43 @@ class ForwardingPipeline(FlushWaiting):
         return [data for _, data, _ in self._retained]
 
     def rescuable(self) -> bool:
-        """Whether :meth:`rescue_unconfirmed` could spool the resend buffer now: a spool, and
-        a worker that, as of its last report, took none of its events (processed, dropped or
-        spilled them): all of them are then still only here."""
+        """Whether :meth:`rescue_unconfirmed` may spool the resend buffer: there is a spool,
+        and as of the worker's last report (or with none) no sink of it had opened, so none
+        wrote to its backend, and it spilled nothing to its overflow spool. What it spooled
+        meanwhile is in the sinks' spools, which the rescue does not copy twice."""
         if self.options.spool is None or not self._retained_events:
             return False
-        worker = self._state.get("stats", {})
-        taken = sum(worker.get(key, 0) for key in ("processed", "dropped", "spilled"))
-        return taken <= self._sent_events - self._retained_events
+        worker = self._state.get("stats")
+        if worker is None:
+            return True  # it never reported: it never got as far as opening anything
+        opening = set(worker.get("opening", ()))
+        return all(mirror.name in opening for mirror in self.sinks) and not worker.get("spilled")
 
-    def rescue_unconfirmed(self, deadline: float) -> tuple[int, int, list[Path]]:
+    def rescue_unconfirmed(self, deadline: float) -> tuple[int, int, list[Path], str | None]:
         """At exit, the worker killed before it confirmed the finish: the events of the resend
-        buffer go to each sink's spool, for the next start (:mod:`workers.rescue`).
-
-        Only when the worker's last report says it took none of them (processed, dropped or
-        spilled): it may have written any it took, and a second copy is worse than a count.
-        Frames are converted until ``deadline`` (``time.monotonic()``); those left are not
-        rescued. Returns the events rescued, the records spooled and the spools' directories.
+        buffer go to each sink's spool, for the next start (:mod:`workers.rescue`), when
+        :meth:`rescuable`. Frames are stored until ``deadline`` (``time.monotonic()``); those
+        left are not. Returns the events rescued, the records spooled, the spools' directories
+        and what stopped it early (a spool error), if anything.
         """
         root = self.options.spool
         if root is None or not self.rescuable():
-            return 0, 0, []
+            return 0, 0, [], None
         from workers import rescue  # only an exit that lost its worker needs it
 
         rate = 1.0 if self.options.tail_sampling else self.options.sample_rate
         frames = list(self._retained)
-        records, done = rescue.records_of([data for _, data, _ in frames], rate, deadline)
-        if not done:
-            return 0, 0, []
         names = [mirror.name for mirror in self.sinks]
-        stored = rescue.spool_records(records, root, names, self.options.batch_size)
+        stored = rescue.spool_frames(
+            [data for _, data, _ in frames], rate, root, names, self.options.batch_size, deadline
+        )
+        done = stored.frames_done
+        if not done:
+            return 0, 0, stored.directories, stored.error
         rescued = sum(count for _, _, count in frames[:done])
         self._base["processed"] += rescued  # stored (in the spools), as the worker counts it
         self._release_through(frames[done - 1][0])
-        spooled = min(stored.spooled.values(), default=0)
-        return rescued, spooled, stored.directories
+        return rescued, stored.spooled, stored.directories, stored.error
 
     def note_restart(self, code: int | None) -> None:
         """The worker died: its counters start over with the resent frames."""

@@ -46,6 +46,8 @@ logger = logging.getLogger("tracker.link")
 EXIT_GRACE_SECONDS = 5.0
 #: Of that grace, what the application keeps to spool what a worker that took nothing left.
 RESCUE_SECONDS = 2.0
+#: The rescue stops storing chunks this long before the exit's end (one chunk may still finish).
+RESCUE_MARGIN_SECONDS = 0.3
 #: Seconds between restarts of a worker that keeps dying (a crash loop must not spin).
 RESTART_PAUSE_SECONDS = 1.0
 #: How often the background thread looks at quiet queues (a full batch wakes it at once).
@@ -163,7 +165,7 @@ class WorkerLink:
             daemon=True,
         )
         reader.start()
-        self._readers.append(reader)
+        self._readers = [r for r in self._readers if r.is_alive()] + [reader]
         if self._thread is None or not self._thread.is_alive():
             self._stopping = False
             self._thread = threading.Thread(
@@ -338,8 +340,9 @@ class WorkerLink:
         self._stop_worker(max(0.5, stop_at - time.monotonic()))
         self._reap(stop_at)
         for reader in self._readers:  # its last replies, before deciding what it never took
-            reader.join(max(0.1, end - time.monotonic()))
-        self._rescue_unconfirmed(pipelines, requests, end)
+            if reader.is_alive():
+                reader.join(max(0.0, stop_at + 0.5 - time.monotonic()))
+        self._rescue_unconfirmed(pipelines, requests, end - RESCUE_MARGIN_SECONDS)
         self._report_unconfirmed(pipelines, requests, timeout)
 
     @staticmethod
@@ -360,10 +363,12 @@ class WorkerLink:
             if request.done.done():
                 continue
             try:
-                rescued, spooled, directories = pipeline.rescue_unconfirmed(end)
+                rescued, spooled, directories, error = pipeline.rescue_unconfirmed(end)
             except Exception as exc:  # the count that follows says what this leaves
                 logger.error("tracker: spooling what the tracker worker left failed: %s", exc)
                 continue
+            if error is not None:
+                logger.error("tracker: spooling what the tracker worker left stopped: %s", error)
             if rescued:
                 logger.warning(
                     "tracker: the tracker worker was stopped before it took %d events for %s; "

@@ -81,6 +81,8 @@ class Pipeline(FlushWaiting):
         self._spill_spool: Spool | None = None
         self._unspilled = 0  # spilled events delivered (or dropped) so far, in spill order
         self.sinks: list[ResilientSink] = [_resilient(sink, spool, retry) for sink in sinks]
+        for sink in self.sinks:
+            sink.opening()  # from now on: _run opens them (and stats() says so from the start)
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.queue = EventQueue.for_options(options, self.wake)

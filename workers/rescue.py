@@ -2,14 +2,15 @@
 
 The application keeps every frame it sent since the worker last confirmed them stored
 (:data:`workers.forwarding.RESEND_LIMIT_BYTES`). When an exit ends with the worker killed before
-it confirmed its finish, having taken none of those events (too slow to start on a starved
-host, or its loop held), the frames are all that is left of them. The application then does
-what the worker's exit path would have done (sample, convert, scrub) and appends the records to
-each sink's spool, which the next start replays.
+it confirmed its finish, having taken none of those events and with none of its sinks open (too
+slow to start on a starved host, or its loop held), the frames are all that is left of them.
+The application then does what the worker's exit path would have done (sample, convert, scrub)
+and appends the records to each sink's spool, which the next start replays.
 
-Within a time budget (the exit stays bounded), and never a second copy of what the worker
-spooled in its last moments, after its last report: records already in a spool (the same
-``seq`` and ``time``) are left out.
+Bounded: chunk by chunk until a deadline (the exit keeps its bound; frames left are not
+rescued, and counted). Never a second copy of what the worker spooled in its last moments,
+after its last report: records the spool already holds (the same ``seq`` and ``time``, among
+its batches as recent as the frames) are left out.
 """
 
 from __future__ import annotations
@@ -26,62 +27,86 @@ from workers import snapshot, wire
 from workers.records import Record, convert
 from workers.redact import Redactor
 from workers.sampling import TraceSampler
-from workers.spool import open_spool
+from workers.spool import Spool, SpoolError, open_spool
 from workers.wire import Op
+
+#: Records converted before they are written (one transaction per sink), then the next chunk.
+CHUNK_RECORDS = 2_000
 
 
 @dataclass
 class Rescue:
-    """What a rescue stored: per sink, its spool and how many records went there."""
+    """What a rescue stored."""
 
-    records: int = 0  # records converted from the frames (after sampling and scrubbing)
-    frames_done: int = 0  # frames converted within the budget (the rest are not rescued)
-    spooled: dict[str, int] = field(default_factory=dict)
+    frames_done: int = 0  # frames read and stored (the first ones; the rest were not)
+    spooled: int = 0  # records stored, per sink (the same in each)
     directories: list[Path] = field(default_factory=list)
-
-
-def records_of(
-    frames: Iterable[bytes], sample_rate: float, deadline: float
-) -> tuple[list[Record], int]:
-    """The records of the event frames among ``frames``, sampled and scrubbed as the worker
-    spools them (a user's redact hook already ran on those it concerns, in this process),
-    and how many frames were read before ``deadline`` (``time.monotonic()``)."""
-    sampler = TraceSampler(sample_rate)
-    records: list[Record] = []
-    done = 0
-    for data in frames:
-        if time.monotonic() >= deadline:
-            break
-        done += 1
-        parsed = wire.read_frame(io.BytesIO(data))
-        if parsed is None or parsed[0] is not Op.EVENTS:
-            continue  # barriers and resets: the next start's session has its own
-        events = snapshot.decode(parsed[3][1])
-        records.extend(convert(event) for event in events if sampler.keep(event))
-    return Redactor(None).apply(records), done
+    error: str | None = None  # why it stopped before the last frame, other than the deadline
 
 
 def _key(item: Any) -> tuple[Any, Any]:
     return item[1], item[2]  # a record's wire form: (kind, seq, time, …)
 
 
-def spool_records(
-    records: list[Record], root: str | os.PathLike[str], sinks: Iterable[str], batch_size: int
+def _recent_keys(spool: Spool, since: float) -> set[tuple[Any, Any]]:
+    """Keys of the spool's records from batches as recent as ``since`` (a record time)."""
+    keys: set[tuple[Any, Any]] = set()
+    for batch in spool.newest_batches():
+        keys.update(_key(item) for item in batch)
+        if batch and max(item[2] for item in batch) < since:
+            break  # older than every frame: an earlier run's, not the worker's last moments
+    return keys
+
+
+def spool_frames(
+    frames: Iterable[bytes],
+    sample_rate: float,
+    root: str | os.PathLike[str],
+    sinks: Iterable[str],
+    batch_size: int,
+    deadline: float,
 ) -> Rescue:
-    """Append ``records`` to each sink's spool below ``root`` (one transaction per sink),
-    leaving out any the spool already holds."""
-    rescue = Rescue(records=len(records))
-    wired = [record.to_wire() for record in records]
-    for name in sinks:
-        spool = open_spool(root, name)
-        try:
-            held = {_key(item) for batch in spool.batches() for item in batch}
-            fresh = [item for item in wired if _key(item) not in held]
-            spool.append_many(
-                [fresh[start : start + batch_size] for start in range(0, len(fresh), batch_size)]
-            )
-        finally:
+    """Convert the event frames among ``frames`` and append their records to each sink's spool
+    below ``root``, chunk by chunk, until ``deadline`` (``time.monotonic()``)."""
+    sampler = TraceSampler(sample_rate)
+    redactor = Redactor(None)  # the default scrubber (a user's hook already ran here)
+    rescue = Rescue()
+    spools = [open_spool(root, name) for name in sinks]
+    held: list[set[tuple[Any, Any]]] | None = None
+    chunk: list[Record] = []
+    frames_in_chunk = 0
+
+    def store() -> None:
+        nonlocal held, frames_in_chunk
+        wired = [record.to_wire() for record in redactor.apply(chunk)]
+        if held is None:
+            since = min((item[2] for item in wired), default=time.time())
+            held = [_recent_keys(spool, since) for spool in spools]
+        for spool, keys in zip(spools, held, strict=True):
+            fresh = [item for item in wired if _key(item) not in keys]
+            spool.append_many([fresh[i : i + batch_size] for i in range(0, len(fresh), batch_size)])
+        rescue.frames_done += frames_in_chunk
+        rescue.spooled += len(wired)
+        chunk.clear()
+        frames_in_chunk = 0
+
+    try:
+        for data in frames:
+            if time.monotonic() >= deadline:
+                break
+            frames_in_chunk += 1
+            parsed = wire.read_frame(io.BytesIO(data))
+            if parsed is not None and parsed[0] is Op.EVENTS:  # not barriers, resets
+                events = snapshot.decode(parsed[3][1])
+                chunk.extend(convert(event) for event in events if sampler.keep(event))
+            if len(chunk) >= CHUNK_RECORDS:
+                store()
+        if frames_in_chunk and time.monotonic() < deadline:
+            store()
+    except SpoolError as exc:
+        rescue.error = str(exc)
+    finally:
+        for spool in spools:
             spool.close()
-        rescue.spooled[name] = len(fresh)
-        rescue.directories.append(spool.directory)
+    rescue.directories = [spool.directory for spool in spools]
     return rescue

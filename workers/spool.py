@@ -22,6 +22,7 @@ import os
 import pickle
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,18 @@ class Spool:
         with self._mutex:
             rows = self._db.execute("SELECT payload FROM batches ORDER BY id").fetchall()
         return [pickle.loads(row[0]) for row in rows]
+
+    def newest_batches(self) -> Iterator[list[Any]]:
+        """Stored batches, newest first (read one at a time: stop when old enough)."""
+        with self._mutex:
+            ids = [row[0] for row in self._db.execute("SELECT id FROM batches ORDER BY id DESC")]
+        for position in ids:
+            with self._mutex:
+                row = self._db.execute(
+                    "SELECT payload FROM batches WHERE id = ?", (position,)
+                ).fetchone()
+            if row is not None:
+                yield pickle.loads(row[0])
 
     def close(self) -> None:
         """Close the database and release the directory (the data stays for a replay)."""
