@@ -214,10 +214,10 @@ def test_a_rescue_adds_only_what_the_spool_does_not_hold(tmp_path: Path) -> None
     worker = Spool(tmp_path / "jsonl")
     worker.append([convert(event).to_wire() for event in events[:4]])  # the worker got this far
     worker.close()
-    late = spool_frames(frames, 1.0, tmp_path, ["jsonl"], 3, clock.monotonic() - 1)
+    late = spool_frames(frames, 1.0, tmp_path, [("jsonl", None)], 3, clock.monotonic() - 1)
     assert (late.frames_done, late.spooled) == (0, 0)
-    rescued = spool_frames(frames, 1.0, tmp_path, ["jsonl"], 3, clock.monotonic() + 60)
-    assert (rescued.frames_done, rescued.spooled, rescued.error) == (2, 10, None)
+    rescued = spool_frames(frames, 1.0, tmp_path, [("jsonl", None)], 3, clock.monotonic() + 60)
+    assert (rescued.frames_done, rescued.spooled, rescued.error) == (2, 6, None)
     spool = Spool(tmp_path / "jsonl")
     texts = [item[5]["text"] for batch in drain(spool) for item in batch]
     assert texts == [f"t{seq}" for seq in range(1, 11)]  # each once, in order

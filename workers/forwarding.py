@@ -473,23 +473,24 @@ class ForwardingPipeline(FlushWaiting):
 
     def rescuable(self) -> bool:
         """Whether :meth:`rescue_unconfirmed` may spool the resend buffer: there is a spool,
-        and as of the worker's last report (or with none) no sink of it had opened, so none
-        wrote to its backend, and it spilled nothing to its overflow spool. What it spooled
-        meanwhile is in the sinks' spools, which the rescue does not copy twice."""
+        and as of the worker's last report (or with none) no sink of it had ever opened, so
+        nothing reached a backend (the worker reports an open before its first write), and it
+        spilled nothing to its overflow spool. What it spooled meanwhile is in the sinks'
+        spools, which the rescue does not copy twice."""
         if self.options.spool is None or not self._retained_events:
             return False
         worker = self._state.get("stats")
         if worker is None:
             return True  # it never reported: it never got as far as opening anything
-        opening = set(worker.get("opening", ()))
-        return all(mirror.name in opening for mirror in self.sinks) and not worker.get("spilled")
+        unopened = set(worker.get("unopened", ()))
+        return all(mirror.name in unopened for mirror in self.sinks) and not worker.get("spilled")
 
     def rescue_unconfirmed(self, deadline: float) -> tuple[int, int, list[Path], str | None]:
         """At exit, the worker killed before it confirmed the finish: the events of the resend
         buffer go to each sink's spool, for the next start (:mod:`workers.rescue`), when
         :meth:`rescuable`. Frames are stored until ``deadline`` (``time.monotonic()``); those
-        left are not. Returns the events rescued, the records spooled, the spools' directories
-        and what stopped it early (a spool error), if anything.
+        left are not. Returns the events newly stored, the records the spools took, the
+        spools' directories and what stopped it early, if anything.
         """
         root = self.options.spool
         if root is None or not self.rescuable():
@@ -498,16 +499,22 @@ class ForwardingPipeline(FlushWaiting):
 
         rate = 1.0 if self.options.tail_sampling else self.options.sample_rate
         frames = list(self._retained)
-        names = [mirror.name for mirror in self.sinks]
+        before = self._sent_events - self._retained_events  # the worker's events before these
+        # The spools the worker used (it may have spooled some of these events already).
+        spools = dict(self._state.get("spools", {}))
+        places = [(mirror.name, spools.get(mirror.name)) for mirror in self.sinks]
         stored = rescue.spool_frames(
-            [data for _, data, _ in frames], rate, root, names, self.options.batch_size, deadline
+            [data for _, data, _ in frames], rate, root, places, self.options.batch_size, deadline
         )
         done = stored.frames_done
-        if not done:
-            return 0, 0, stored.directories, stored.error
-        rescued = sum(count for _, _, count in frames[:done])
-        self._base["processed"] += rescued  # stored (in the spools), as the worker counts it
-        self._release_through(frames[done - 1][0])
+        if done:
+            self._release_through(frames[done - 1][0])
+        # The worker counted what it took (spooled, or dropped): those are not counted again.
+        worker = self._state.get("stats", {})
+        taken = worker.get("processed", 0) + worker.get("dropped", 0)
+        already = max(0, taken - before)
+        rescued = max(0, sum(count for _, _, count in frames[:done]) - already)
+        self._base["processed"] += rescued
         return rescued, stored.spooled, stored.directories, stored.error
 
     def note_restart(self, code: int | None) -> None:

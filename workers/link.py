@@ -47,7 +47,7 @@ EXIT_GRACE_SECONDS = 5.0
 #: Of that grace, what the application keeps to spool what a worker that took nothing left.
 RESCUE_SECONDS = 2.0
 #: The rescue stops storing chunks this long before the exit's end (one chunk may still finish).
-RESCUE_MARGIN_SECONDS = 0.3
+RESCUE_MARGIN_SECONDS = 0.5
 #: Seconds between restarts of a worker that keeps dying (a crash loop must not spin).
 RESTART_PAUSE_SECONDS = 1.0
 #: How often the background thread looks at quiet queues (a full batch wakes it at once).
@@ -334,9 +334,12 @@ class WorkerLink:
                 pending,
             )
             waiting = [r for r in requests if not r.done.done()]
-            self._abandon(late, waiting, self._stop_at(late, end))
+            # Writes to a worker that reads nothing must not take the rescue's time either.
+            self._write_deadline = self._stop_at(late, end)
+            self._abandon(late, waiting, self._write_deadline)
         unconfirmed = [p for p, r in zip(pipelines, requests, strict=True) if not r.done.done()]
         stop_at = self._stop_at(unconfirmed, end)
+        self._write_deadline = stop_at
         self._stop_worker(max(0.5, stop_at - time.monotonic()))
         self._reap(stop_at)
         for reader in self._readers:  # its last replies, before deciding what it never took

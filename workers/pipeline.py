@@ -246,6 +246,7 @@ class Pipeline(FlushWaiting):
                 or (s.opening_since is not None and now - s.opening_since >= OPEN_SLOW_SECONDS)
             ],
             "opening": [s.name for s in self.sinks if s.opening_since is not None],
+            "unopened": [s.name for s in self.sinks if not s.opened],  # never reached a backend
             "closed": self.closed,
         }
 

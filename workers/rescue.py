@@ -31,7 +31,7 @@ from workers.spool import Spool, SpoolError, open_spool
 from workers.wire import Op
 
 #: Records converted before they are written (one transaction per sink), then the next chunk.
-CHUNK_RECORDS = 2_000
+CHUNK_RECORDS = 1_000
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Rescue:
     """What a rescue stored."""
 
     frames_done: int = 0  # frames read and stored (the first ones; the rest were not)
-    spooled: int = 0  # records stored, per sink (the same in each)
+    spooled: int = 0  # records newly stored (the fewest of any sink)
     directories: list[Path] = field(default_factory=list)
     error: str | None = None  # why it stopped before the last frame, other than the deadline
 
@@ -58,20 +58,31 @@ def _recent_keys(spool: Spool, since: float) -> set[tuple[Any, Any]]:
     return keys
 
 
+def _open(root: str | os.PathLike[str], name: str, directory: str | None) -> Spool:
+    """The spool the worker used (``directory``, as it reported), else the first free one."""
+    if directory is not None:
+        try:
+            return Spool(directory)
+        except SpoolError:  # busy (another process took it over) or gone: a free one
+            pass
+    return open_spool(root, name)
+
+
 def spool_frames(
     frames: Iterable[bytes],
     sample_rate: float,
     root: str | os.PathLike[str],
-    sinks: Iterable[str],
+    sinks: Iterable[tuple[str, str | None]],
     batch_size: int,
     deadline: float,
 ) -> Rescue:
     """Convert the event frames among ``frames`` and append their records to each sink's spool
-    below ``root``, chunk by chunk, until ``deadline`` (``time.monotonic()``)."""
+    (``sinks``: name and the directory the worker spooled to, if known) below ``root``, chunk
+    by chunk, until ``deadline`` (``time.monotonic()``)."""
     sampler = TraceSampler(sample_rate)
     redactor = Redactor(None)  # the default scrubber (a user's hook already ran here)
     rescue = Rescue()
-    spools = [open_spool(root, name) for name in sinks]
+    spools: list[Spool] = []
     held: list[set[tuple[Any, Any]]] | None = None
     chunk: list[Record] = []
     frames_in_chunk = 0
@@ -82,15 +93,21 @@ def spool_frames(
         if held is None:
             since = min((item[2] for item in wired), default=time.time())
             held = [_recent_keys(spool, since) for spool in spools]
+        taken = len(wired)
         for spool, keys in zip(spools, held, strict=True):
             fresh = [item for item in wired if _key(item) not in keys]
             spool.append_many([fresh[i : i + batch_size] for i in range(0, len(fresh), batch_size)])
+            taken = min(taken, len(fresh))
         rescue.frames_done += frames_in_chunk
-        rescue.spooled += len(wired)
+        rescue.spooled += taken
         chunk.clear()
         frames_in_chunk = 0
 
     try:
+        if time.monotonic() >= deadline:
+            return rescue
+        for name, directory in sinks:
+            spools.append(_open(root, name, directory))
         for data in frames:
             if time.monotonic() >= deadline:
                 break
@@ -103,8 +120,8 @@ def spool_frames(
                 store()
         if frames_in_chunk and time.monotonic() < deadline:
             store()
-    except SpoolError as exc:
-        rescue.error = str(exc)
+    except Exception as exc:  # what was stored so far counts; the rest is reported lost
+        rescue.error = f"{type(exc).__name__}: {exc}"
     finally:
         for spool in spools:
             spool.close()

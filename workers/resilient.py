@@ -92,6 +92,8 @@ class ResilientSink(Sink):
         self.force_spool = False
         #: The last flush's own call failed (a finish then stored nothing: no archive).
         self.flush_failed = False
+        #: Called (on the loop) once the backend opened, before anything is written to it.
+        self.on_opened: Callable[[], None] | None = None
         #: ``time.monotonic()`` when the open began, while it has not returned.
         self.opening_since: float | None = None
         self._replay_lock: anyio.Lock | None = None
@@ -148,7 +150,7 @@ class ResilientSink(Sink):
         finally:
             self.opening_since = None
             self._opened_event().set()
-        self.opened = True
+        self._now_open()
         self.breaker.success()
         await self._replay()  # what an earlier run left behind comes first
 
@@ -335,10 +337,18 @@ class ResilientSink(Sink):
             except Exception as exc:
                 self._failed(exc, "open")
                 return
-            self.opened = True
+            self._now_open()
         await self._replay(probe)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _now_open(self) -> None:
+        self.opened = True
+        if self.on_opened is not None:
+            try:
+                self.on_opened()
+            except Exception:  # a report that could not go out must not fail the open
+                logger.debug("tracker: the open report failed", exc_info=True)
 
     def _open_spool(self) -> Spool | None:
         """The spool, opened once by whichever needs it first; None without one.

@@ -76,15 +76,21 @@ class Worker:
             except (BrokenPipeError, ValueError, OSError):  # the application is gone
                 self._stop.set()
 
-    def state(self, key: int) -> dict[str, Any]:
+    def state(self, key: int, pipeline: Pipeline | None = None) -> dict[str, Any]:
         """What the application mirrors of pipeline ``key``: stats, counters, archives."""
-        pipeline = self.pipelines[key]
+        pipeline = pipeline if pipeline is not None else self.pipelines[key]
         stats = pipeline.stats()
         stats["dropped"] += self._undecodable.get(key, 0)
         return {
             "stats": stats,
             "opened": pipeline.opened.is_set(),
             "open_errors": dict(pipeline.open_errors),
+            # Where each sink spools: a rescue at the application's exit checks these.
+            "spools": {
+                sink.name: str(sink.spool.directory)
+                for sink in pipeline.sinks
+                if sink.spool is not None
+            },
             "sinks": {
                 sink.name: (
                     dict(sink.counters.values),
@@ -98,6 +104,12 @@ class Worker:
         """Send each pipeline's state when it changed (throttled), until stopped."""
         while not self._stop.wait(STATE_INTERVAL):
             self.report_changes()
+
+    def _report_now(self, key: int, pipeline: Pipeline) -> None:
+        """Send ``pipeline``'s state at once (from the loop, before its next write)."""
+        state = self.state(key, pipeline)
+        self._sent[key] = state
+        self._reply(Op.STATE, key, 0, state)
 
     def report_changes(self) -> None:
         """One round of state updates (also called before exit)."""
@@ -160,7 +172,12 @@ class Worker:
         if key in self.pipelines:
             return
         try:
-            self.pipelines[key] = plan.build()
+            pipeline = plan.build()
+            for sink in pipeline.sinks:
+                # The application learns of an open before any write reaches that backend
+                # (an exit rescue relies on it: workers.rescue).
+                sink.on_opened = lambda key=key, p=pipeline: self._report_now(key, p)
+            self.pipelines[key] = pipeline
         except Exception as exc:  # a sink that cannot be built (a missing SDK, bad arguments)
             self._broken[key] = f"{type(exc).__name__}: {exc}"
             logger.error("tracker worker: could not set up a handler: %s", exc)
