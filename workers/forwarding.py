@@ -91,6 +91,7 @@ _STATS_DEFAULTS: dict[str, Any] = {
     "lost": 0,
     "backend_down": [],
     "opening": [],
+    "unopened": [],
     "closed": False,
 }
 

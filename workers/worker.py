@@ -58,7 +58,8 @@ class Worker:
         """Read requests from ``requests``; write replies (one lock: several threads reply)."""
         self._requests = requests
         self._replies = replies
-        self._reply_lock = threading.Lock()
+        # Held while a state is built and sent, so that no older state goes out after a newer.
+        self._reply_lock = threading.RLock()
         self.pipelines: dict[int, Pipeline] = {}
         self._sent: dict[int, dict[str, Any]] = {}
         self._undecodable: dict[int, int] = {}  # events counted dropped, per handler
@@ -107,20 +108,22 @@ class Worker:
 
     def _report_now(self, key: int, pipeline: Pipeline) -> None:
         """Send ``pipeline``'s state at once (from the loop, before its next write)."""
-        state = self.state(key, pipeline)
-        self._sent[key] = state
-        self._reply(Op.STATE, key, 0, state)
+        with self._reply_lock:
+            state = self.state(key, pipeline)
+            self._sent[key] = state
+            self._reply(Op.STATE, key, 0, state)
 
     def report_changes(self) -> None:
         """One round of state updates (also called before exit)."""
         for key in list(self.pipelines):
-            try:
-                state = self.state(key)
-            except Exception:  # a pipeline being built or torn down: next round
-                continue
-            if state != self._sent.get(key):
-                self._sent[key] = state
-                self._reply(Op.STATE, key, 0, state)
+            with self._reply_lock:
+                try:
+                    state = self.state(key)
+                except Exception:  # a pipeline being built or torn down: next round
+                    continue
+                if state != self._sent.get(key):
+                    self._sent[key] = state
+                    self._reply(Op.STATE, key, 0, state)
 
     # -- requests --------------------------------------------------------------------------
 
@@ -175,7 +178,8 @@ class Worker:
             pipeline = plan.build()
             for sink in pipeline.sinks:
                 # The application learns of an open before any write reaches that backend
-                # (an exit rescue relies on it: workers.rescue).
+                # (an exit rescue relies on it: workers.rescue). Set before this handler's
+                # events are read (they follow this frame), so before any write.
                 sink.on_opened = lambda key=key, p=pipeline: self._report_now(key, p)
             self.pipelines[key] = pipeline
         except Exception as exc:  # a sink that cannot be built (a missing SDK, bad arguments)
@@ -212,8 +216,10 @@ class Worker:
                 result = done.result()
             except Exception as exc:  # pragma: no cover - the pipeline always sets a result
                 result = FlushResult(errors=[f"tracker worker: {exc}"])
-            self._reply(Op.FLUSHED, key, request_id, (result, self.state(key)))
-            self._sent[key] = self.state(key)
+            with self._reply_lock:
+                state = self.state(key)
+                self._reply(Op.FLUSHED, key, request_id, (result, state))
+                self._sent[key] = state
 
         request.done.add_done_callback(answer)
         pipeline.submit(request)
