@@ -50,6 +50,15 @@ def python(*args: str, cwd: Path | None = None, **env: str) -> subprocess.Comple
     )
 
 
+def replayed_texts(offline_dir: Path) -> list[str]:
+    """The next start with the same spool (a JSON-lines handler, finished): the texts of
+    every JSON-lines archive in ``offline_dir``, the earlier run's and the replayed ones."""
+    handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
+    assert handler.flush_tracker(finish=True, timeout=60).ok
+    lines = [json.loads(line) for path in offline_dir.glob("*.jsonl") for line in path.open()]
+    return [line["fields"]["text"] for line in lines if line.get("kind") == "on_text"]
+
+
 class CallbackCounter(BaseCallbackHandler):
     """Counts every callback by name: what the archives must hold, once each."""
 
@@ -201,10 +210,7 @@ def test_a_deadline_that_passes_before_the_worker_opened_its_spool_still_spools(
     assert "were lost" not in first.stderr, first.stderr[-3000:]
     # All 300 usually; fewer when the worker wrote some before the deadline reached it.
     assert "events wait in the spool" in first.stderr, first.stderr[-3000:]
-    handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
-    assert handler.flush_tracker(finish=True, timeout=60).ok
-    lines = [json.loads(line) for path in offline_dir.glob("*.jsonl") for line in path.open()]
-    texts = [line["fields"]["text"] for line in lines if line.get("kind") == "on_text"]
+    texts = replayed_texts(offline_dir)
     assert sorted(texts) == [f"e{i:04d}" for i in range(300)]  # each once, none lost
 
 
@@ -331,10 +337,7 @@ def test_exit_with_a_stalled_worker_spools_what_it_never_took(offline_dir: Path)
     done = exit_within_its_deadline(STALLED, offline_dir, drain=1)
     assert "may be lost" not in done.stderr, done.stderr[-3000:]
     assert "stopped before it took 8001 events for jsonl" in done.stderr, done.stderr[-3000:]
-    handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
-    assert handler.flush_tracker(finish=True, timeout=60).ok
-    lines = [json.loads(line) for path in offline_dir.glob("*.jsonl") for line in path.open()]
-    texts = [line["fields"]["text"] for line in lines if line.get("kind") == "on_text"]
+    texts = replayed_texts(offline_dir)
     assert texts[:-1] == [f"s{i:05d}" for i in range(8000)]  # each once, in order
     assert texts[-1].startswith("key ") and "sk-stalledsecret" not in texts[-1], texts[-1]
 
@@ -363,10 +366,7 @@ def test_a_rescue_counts_what_the_redact_hook_withheld_once(offline_dir: Path) -
     assert "stopped before it took 7200 events for jsonl" in done.stderr, done.stderr[-3000:]
     stats = json.loads(done.stdout.strip().splitlines()[-1])
     assert (stats["processed"], stats["pending"]) == (8000, 0), stats
-    handler = TrackerCallbackHandler([sinks.jsonl(offline_dir)], offline_dir=offline_dir)
-    assert handler.flush_tracker(finish=True, timeout=60).ok
-    lines = [json.loads(line) for path in offline_dir.glob("*.jsonl") for line in path.open()]
-    texts = [line["fields"]["text"] for line in lines if line.get("kind") == "on_text"]
+    texts = replayed_texts(offline_dir)
     assert texts == [f"s{i:05d}" for i in range(8000) if i % 10]
 
 
