@@ -28,7 +28,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import FakeListLLM
 from langchain_core.prompts import PromptTemplate
 
-from tracker import TrackerCallbackHandler, sinks
+from tracker import TrackerCallbackHandler, sinks, testing
 from tracker.archive import read_clearml_archive, read_comet_archive
 from workers.link import current_link
 from workers.sinks.spec import SinkSpec
@@ -160,6 +160,41 @@ EXITING = textwrap.dedent(
 )
 
 
+async def test_a_worker_killed_after_a_flush_keeps_every_count(offline_dir: Path) -> None:
+    # The flush confirmed (and released) the first 50; the worker then dies with only some of
+    # the next 100 processed, and those 100 are resent to the new one.
+    # JSON lines stores at a flush, so the flush releases what it confirmed.
+    slow = testing.faulty(sinks.jsonl(offline_dir / "lines"), delay=0.2)
+    handler = TrackerCallbackHandler([slow], offline_dir=offline_dir, batch_size=10)
+    for i in range(50):
+        handler.on_text(f"a{i:03d}")
+    first = await handler.aflush_tracker(timeout=60)
+    assert first.pending == 0 and not first.errors, first
+    link = current_link()
+    assert link is not None and link.worker_pid is not None
+    first_pid = link.worker_pid
+    for i in range(100):
+        handler.on_text(f"b{i:03d}")
+    deadline = time.monotonic() + 30
+    while handler.stats()["processed"] < 70 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert handler.stats()["processed"] < 150, "the worker took everything before the kill"
+    os.kill(first_pid, signal.SIGKILL)
+    result = await handler.aflush_tracker(finish=True, timeout=120)
+
+    assert link.worker_pid != first_pid and handler.stats()["worker_restarts"] == 1
+    stats = handler.stats()
+    assert (stats["enqueued"], stats["processed"], stats["dropped"]) == (150, 150, 0), stats
+    assert stats["pending"] == 0 and result.pending == 0, (stats, result)
+    texts: Counter[str] = Counter()  # over both workers' session files
+    for path in (offline_dir / "lines").glob("*.jsonl*"):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            if row["type"] == "record" and row["kind"] == "on_text":
+                texts[row["fields"]["text"][0]] += 1
+    assert texts["a"] == 50 and texts["b"] >= 100, texts  # resent: at least once
+
+
 def test_exit_backlog_is_spooled_and_delivered_by_the_next_process(offline_dir: Path) -> None:
     env = {"TRACKER_EXIT_DRAIN_SECONDS": "2"}
     started = time.monotonic()
@@ -196,7 +231,7 @@ def test_a_deadline_that_passes_before_the_worker_opened_its_spool_still_spools(
     script = textwrap.dedent(
         """
         import sys
-        from tracker import TrackerCallbackHandler, sinks
+        from tracker import TrackerCallbackHandler, sinks, testing
 
         handler = TrackerCallbackHandler([sinks.jsonl(sys.argv[1])], offline_dir=sys.argv[1])
         for i in range(300):
@@ -240,7 +275,7 @@ def test_exit_while_the_session_is_still_opening_names_the_deadline(offline_dir:
 HOOKED = textwrap.dedent(
     """
     import sys
-    from tracker import TrackerCallbackHandler, sinks
+    from tracker import TrackerCallbackHandler, sinks, testing
 
     marker = "[hidden by a closure in __main__]"
 

@@ -7,10 +7,13 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from pathlib import Path
 from uuid import UUID, uuid4
+
+import pytest
 
 from tracker.archive import read_clearml_archive, read_comet_archive
 from workers.event import Kind
@@ -123,6 +126,25 @@ def test_session_rows_spill_to_disk_and_come_back_in_order():
     assert len(table) == 1000 and len(table._rows) < 100  # the rest is on disk
     frame = table.frame()
     assert list(frame["i"]) == list(range(1000)) and frame["nan"].isna().all()
+    store.close()
+
+
+def test_a_session_store_makes_its_folder_only_when_it_spills(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    store = SessionStore(memory_rows=10)
+    table = store.table("actions")
+    table.extend([{"i": i} for i in range(5)])
+    assert list(tmp_path.iterdir()) == []  # a sink built and never filled leaves nothing
+    table.extend([{"i": i} for i in range(5, 25)])
+    (folder,) = tmp_path.iterdir()
+    assert folder.name.startswith("tracker-session-") and folder.stat().st_mode & 0o777 == 0o700
+    assert [row["i"] for row in table] == list(range(25))
+    store.close()
+    assert list(tmp_path.iterdir()) == []
+    table.extend([{"i": i} for i in range(30)])  # usable after a close: a new folder
+    assert len(table) == 30 and len(list(tmp_path.iterdir())) == 1
     store.close()
 
 

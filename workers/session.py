@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,14 @@ DEFAULT_MEMORY_ROWS = 5_000
 class SessionTable:
     """An append-only list of flat rows that spills to disk past ``memory_rows``."""
 
-    def __init__(self, name: str, folder: Path, memory_rows: int = DEFAULT_MEMORY_ROWS) -> None:
-        """A table called ``name`` whose overflow file lives in ``folder``."""
+    def __init__(
+        self, name: str, folder: Callable[[], Path], memory_rows: int = DEFAULT_MEMORY_ROWS
+    ) -> None:
+        """A table called ``name`` whose overflow file lives in ``folder()`` (asked for only
+        when it first spills)."""
         self.name = name
-        self._path = folder / f"{name}.pickles"
+        self._folder = folder
+        self._path: Path | None = None
         self._memory_rows = memory_rows
         self._rows: list[dict[str, Any]] = []
         self._spilled = 0
@@ -44,6 +48,8 @@ class SessionTable:
     def _spill(self) -> None:
         # One pickle per spill of ``memory_rows`` rows: ~10x cheaper than a JSON line per row,
         # and only this process reads the file back, from a folder only its user can open.
+        if self._path is None:
+            self._path = self._folder() / f"{self.name}.pickles"
         with open(self._path, "ab") as out:
             pickle.dump(self._rows, out, protocol=pickle.HIGHEST_PROTOCOL)
         self._spilled += len(self._rows)
@@ -51,7 +57,7 @@ class SessionTable:
 
     def chunks(self) -> Iterator[list[dict[str, Any]]]:
         """Every row in order, a chunk at a time (at most ``memory_rows`` rows in memory)."""
-        if self._spilled:
+        if self._spilled and self._path is not None:
             with open(self._path, "rb") as src:
                 while True:
                     try:
@@ -84,17 +90,18 @@ class SessionTable:
         """Forget every row."""
         self._rows = []
         self._spilled = 0
-        if self._path.exists():
-            self._path.unlink()
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
+            self._path = None  # the next spill asks for the folder again (it may be new)
 
 
 class SessionStore:
-    """The tables of one sink between two flushes, with their private spill folder."""
+    """The tables of one sink between two flushes, with their private spill folder (made only
+    when something is written to it: a sink built and never used leaves nothing behind)."""
 
     def __init__(self, memory_rows: int = DEFAULT_MEMORY_ROWS) -> None:
-        """Create the store and its 0700 spill folder."""
-        self._folder = Path(tempfile.mkdtemp(prefix="tracker-session-"))
-        os.chmod(self._folder, 0o700)
+        """Create the store; its 0700 spill folder comes with the first file written there."""
+        self._folder: Path | None = None
         self._memory_rows = memory_rows
         self._tables: dict[str, SessionTable] = {}
 
@@ -102,12 +109,15 @@ class SessionStore:
         """The table called ``name``, created empty on first use."""
         table = self._tables.get(name)
         if table is None:
-            table = self._tables[name] = SessionTable(name, self._folder, self._memory_rows)
+            table = self._tables[name] = SessionTable(name, lambda: self.folder, self._memory_rows)
         return table
 
     @property
     def folder(self) -> Path:
-        """The store's private folder (for files written from its tables)."""
+        """The store's private folder (for files written from its tables), made on first use."""
+        if self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="tracker-session-"))
+            os.chmod(self._folder, 0o700)
         return self._folder
 
     def clear(self) -> None:
@@ -118,7 +128,10 @@ class SessionStore:
     def close(self) -> None:
         """Remove the spill folder."""
         self.clear()
+        if self._folder is None:
+            return
         try:
             self._folder.rmdir()
         except OSError:
             pass
+        self._folder = None

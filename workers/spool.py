@@ -135,23 +135,17 @@ class Spool:
 
         Raises :class:`SpoolError` (the batch was not stored) on a full disk or a broken file.
         """
-        payload = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
         count = len(batch) if events is None else events
-        with self._mutex:
-            try:
-                self._db.execute(
-                    "INSERT INTO batches (events, payload) VALUES (?, ?)", (count, payload)
-                )
-            except sqlite3.Error as exc:
-                raise SpoolError(
-                    f"could not write {count} events to the spool at {self.directory}: {exc}"
-                ) from exc
-            self.pending_batches += 1
-            self.pending_events += count
+        self._insert([(count, pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))])
 
     def append_many(self, batches: list[list[Any]]) -> None:
         """Store ``batches`` durably in one transaction (one sync for all): all or none."""
-        payloads = [(len(b), pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL)) for b in batches]
+        self._insert([(len(b), pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL)) for b in batches])
+
+    def _insert(self, payloads: list[tuple[int, bytes]]) -> None:
+        """One transaction for ``payloads`` (events, pickled batch); :class:`SpoolError` and
+        nothing stored when it fails."""
+        count = sum(n for n, _ in payloads)
         with self._mutex:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
@@ -162,12 +156,11 @@ class Spool:
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
-                count = sum(n for n, _ in payloads)
                 raise SpoolError(
                     f"could not write {count} events to the spool at {self.directory}: {exc}"
                 ) from exc
             self.pending_batches += len(payloads)
-            self.pending_events += sum(n for n, _ in payloads)
+            self.pending_events += count
 
     def peek(self) -> tuple[int, list[Any]] | None:
         """The oldest batch not yet replayed, with the position to :meth:`commit` after it."""
