@@ -60,7 +60,7 @@ PHASES = (
 PHASE_TIMEOUT = 900
 # The memory phase pushes a million events through both handlers and then finishes them (Comet's
 # end() first writes its offline streamer's backlog): about 15 minutes on a 2-core machine.
-PHASE_TIMEOUTS = {"memory": 1800, "stream": 1500, "agents": 1800}
+PHASE_TIMEOUTS = {"memory": 1800, "stream": 1500, "agents": 2400}
 
 
 def _phase_list(value: str) -> list[str]:
