@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import math
@@ -431,6 +432,33 @@ class _Served:
             time.sleep(0.02)
         return json.loads(path.read_text(encoding="utf-8"))
 
+    def _family(self) -> list[Any]:
+        """The child and its descendants (its tracker worker), as psutil processes."""
+        import psutil
+
+        try:
+            root = psutil.Process(self.process.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.Error:  # it ended
+            return []
+
+    def pause(self) -> None:
+        """Stop the child and its worker (SIGSTOP) while another process's block runs: a
+        waiting process uses no CPU on another's clock, not even its idle timers."""
+        import psutil
+
+        for proc in self._family():
+            with contextlib.suppress(psutil.Error):
+                proc.suspend()
+
+    def resume(self) -> None:
+        """Let the child and its worker run again (SIGCONT)."""
+        import psutil
+
+        for proc in self._family():
+            with contextlib.suppress(psutil.Error):
+                proc.resume()
+
     def ready(self) -> dict[str, Any]:
         """What the child's start measured, once it is ready for blocks."""
         return self._wait(".ready", CHILD_TIMEOUT)
@@ -446,13 +474,18 @@ class _Served:
         return True
 
     def block(self, tag: str) -> dict[str, Any]:
-        """One block of timed rounds, then its drain; the child's numbers."""
+        """One block of timed rounds, then its drain; the child's numbers (it is paused
+        again afterwards)."""
+        self.resume()
         if not self._send(f"block {tag}"):
             return {"error": "the child had ended"}
-        return self._wait(f".{tag}", CHILD_TIMEOUT)
+        found = self._wait(f".{tag}", CHILD_TIMEOUT)
+        self.pause()
+        return found
 
     def finish(self) -> dict[str, Any]:
         """The child's finish, then its exit."""
+        self.resume()
         if not self._send("finish"):
             return {"error": "the child had ended"}
         found = self._wait(".finish", CHILD_TIMEOUT)
@@ -461,6 +494,7 @@ class _Served:
 
     def close(self) -> None:
         """Ends the child (at once if it has not ended within 30 s)."""
+        self.resume()
         if self.process.stdin is not None:
             self.process.stdin.close()
         try:
@@ -512,6 +546,8 @@ def run(sizes: Sizes, tmp: Path) -> list[Table]:
             if "error" in started[child.key]:
                 errors.append(f"{mode}, {names[child.key]}, start: {started[child.key]['error']}")
         alive = [child for child in served if "error" not in started[child.key]]
+        for child in alive:
+            child.pause()
         for rep in range(sz.repetitions):
             for child in rotated(alive, rep + m):
                 log(f"agents: repetition {rep + 1}/{sz.repetitions}, {mode}: {names[child.key]}")
@@ -814,8 +850,9 @@ def _table(
         "the next process's block starts: no process's work is on another's clock, and the "
         "blocks compared are minutes closer together than fresh processes were (this "
         "machine's speed drifts by tens of percent over minutes; benchmarks/analysis.md). The "
-        "processes not in their turn wait on a pipe; what they used meanwhile (the tracker "
-        f"workers' idle reports) is in a note below. At the end each process's "
+        "processes not in their turn are stopped (SIGSTOP, with their tracker workers) until "
+        "their next block, so nothing of theirs runs on another's clock (the CPU they used "
+        "during others' blocks is in a note below). At the end each process's "
         "`aflush_tracker(finish=True)`, timed (information). The seed classes run in a fresh "
         f"process of their own per mode (their {sz.seed_repetitions} repetition), as before: "
         "their ratios compare against another repetition's moment and are information only.",
