@@ -207,6 +207,9 @@ def test_quick_agents_phase(tmp_path: Path) -> None:
     section = text.split("## 15. LangGraph agents", 1)[1]
     for problem in ("finish failed", ": dropped [", " counted."):  # the table's own notes
         assert problem not in section, problem
+    # The processes waiting for their turn are stopped: none of them ran on another's clock.
+    for mode in ("ainvoke", "astream_events"):
+        assert f"(`{mode}`; max 0 ms)" in section, section
     summary = _summary(text)
     assert summary.count("| 15. LangGraph agents |") == 2
     # The short bursts: every variant ran, and nothing was lost.

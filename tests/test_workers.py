@@ -148,6 +148,20 @@ def test_a_session_store_makes_its_folder_only_when_it_spills(
     store.close()
 
 
+def test_a_process_that_never_closed_its_store_leaves_no_empty_folder(tmp_path: Path):
+    code = (
+        "from workers.session import SessionStore\n"
+        "store = SessionStore(memory_rows=2)\n"
+        "store.table('a').extend([{'i': 1}] * 3)\n"  # spilled: a folder with a file
+        "store.clear()\n"  # the file goes; the folder stays until the store is closed
+        "assert store.folder.is_dir()\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_interpreter_exit_drains_and_writes_archives(tmp_path: Path):
     script = textwrap.dedent(
         f"""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,7 @@ class SessionStore:
     def __init__(self, memory_rows: int = DEFAULT_MEMORY_ROWS) -> None:
         """Create the store; its 0700 spill folder comes with the first file written there."""
         self._folder: Path | None = None
+        self._cleanup: weakref.finalize | None = None
         self._memory_rows = memory_rows
         self._tables: dict[str, SessionTable] = {}
 
@@ -118,6 +120,8 @@ class SessionStore:
         if self._folder is None:
             self._folder = Path(tempfile.mkdtemp(prefix="tracker-session-"))
             os.chmod(self._folder, 0o700)
+            # A process that ends without closing its sinks (no finish) removes it too, if empty.
+            self._cleanup = weakref.finalize(self, _remove_empty, self._folder)
         return self._folder
 
     def clear(self) -> None:
@@ -126,12 +130,16 @@ class SessionStore:
             table.clear()
 
     def close(self) -> None:
-        """Remove the spill folder."""
+        """Remove the spill folder (if a file written there is still in it, it stays)."""
         self.clear()
-        if self._folder is None:
-            return
-        try:
-            self._folder.rmdir()
-        except OSError:
-            pass
-        self._folder = None
+        if self._cleanup is not None:
+            self._cleanup()
+        self._folder = self._cleanup = None
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove ``folder`` if it is empty (a file logged from it may still be needed)."""
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
