@@ -522,8 +522,8 @@ class ForwardingPipeline(FlushWaiting):
         """The worker died: its counters start over with the resent frames."""
         worker = self._state.get("stats", {})
         resent = self._retained_events
-        # What it processed and will not get again: no more than the frames it is not resent
-        # (it may have processed only some of the resent ones, or its last report may be old).
+        # What it processed and will not get again: no more than the events not resent to the
+        # new worker (it may have processed only some of the resent ones, or reported late).
         done = min(worker.get("processed", 0), self._sent_events - resent)
         self._base["processed"] += max(0, done)
         self._base["dropped"] += worker.get("dropped", 0)
