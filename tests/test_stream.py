@@ -514,3 +514,45 @@ def test_only_a_trace_past_the_entry_limit_is_cut():
     assert [len(entry) for entry in entries] == [7, 7, 2, 10, 10, 5, 1]
     assert cut == 1
     assert [event for entry in entries for event in entry] == list(range(42))  # order kept
+
+
+class _MgetFailsOnce:
+    """The worker's real Redis client, whose next ``mget`` fails as if Redis went away."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.failed = False
+
+    def mget(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.failed:
+            self.failed = True
+            raise redis.ConnectionError("injected: Redis went away after the read")
+        return self._client.mget(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_entries_whose_taking_failed_are_taken_at_the_next_read(
+    server: RedisServer, tmp_path: Path
+):
+    from tracker import sinks
+    from workers.options import PipelineOptions
+    from workers.stream_worker import StreamWorker
+
+    result = finished(app(server.url, tmp_path / "app", 5))
+    assert result["streamed"] == 5 * EVENTS_PER_CHAIN, result
+    out = tmp_path / "archives"
+    options = PipelineOptions(spool=None, transport=None)
+    consumer = StreamWorker(
+        server.url, "langchain", lambda n: [sinks.jsonl(out, session=f"langchain-{n}")], options
+    )
+    consumer._ensure_group()
+    faulty = consumer._redis = _MgetFailsOnce(consumer._redis)
+    assert consumer._read() == 0 and faulty.failed  # delivered, then the taking failed
+    taken = 0
+    for _ in range(3):  # the group will not deliver them again: they are taken from memory
+        taken += consumer._read()
+    assert taken > 0 and consumer.stats.events == 5 * EVENTS_PER_CHAIN, consumer.stats
+    consumer.run(drain=True, deadline=time.monotonic() + 60)
+    check_each_event_once(out, 5)

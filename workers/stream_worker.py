@@ -113,6 +113,7 @@ class StreamWorker:
         self._session: Session | None = None
         self._stop = stop if stop is not None else threading.Event()
         self._maintained = 0.0
+        self._untaken: list[tuple[Any, dict[Any, Any]]] = []
 
     # -- control -------------------------------------------------------------------------------
 
@@ -164,20 +165,32 @@ class StreamWorker:
                 raise
 
     def _read(self) -> int:
+        # Entries delivered to us whose taking failed (Redis went away in between) come first:
+        # the group will not deliver them again, and claiming them back takes claim_idle.
+        entries, self._untaken = self._untaken, []
+        if not entries:
+            try:
+                reply = self._redis.xreadgroup(
+                    self.group,
+                    self.consumer,
+                    {self.stream: ">"},
+                    count=READ_COUNT,
+                    block=READ_BLOCK_MS,
+                )
+            except Exception as exc:  # Redis away: try again (the application spools meanwhile)
+                logger.warning("tracker worker: reading %s failed: %s", self.url, exc)
+                self._stop.wait(1.0)
+                return 0
+            entries = [entry for _, items in reply or [] for entry in items]
         try:
-            reply = self._redis.xreadgroup(
-                self.group,
-                self.consumer,
-                {self.stream: ">"},
-                count=READ_COUNT,
-                block=READ_BLOCK_MS,
+            self._take(entries)
+        except Exception as exc:  # taken again next time (a batch held already is skipped)
+            logger.warning(
+                "tracker worker: taking %d entries from %s failed: %s", len(entries), self.url, exc
             )
-        except Exception as exc:  # Redis away: try again (the application spools meanwhile)
-            logger.warning("tracker worker: reading %s failed: %s", self.url, exc)
+            self._untaken = entries
             self._stop.wait(1.0)
             return 0
-        entries = [entry for _, items in reply or [] for entry in items]
-        self._take(entries)
         return len(entries)
 
     def _take(self, entries: list[tuple[Any, dict[Any, Any]]]) -> None:
