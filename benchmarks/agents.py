@@ -559,10 +559,8 @@ def run(sizes: Sizes, tmp: Path) -> list[Table]:
                     )
                     continue
                 found["neighbours_s"] = _neighbours_cpu(alive, child) - before
-                found["median_s"] = _median(found["walls"])
-                found["mean_s"] = statistics.fmean(found["walls"])
                 runs[(mode, child.key)][rep] = found
-                _log_found(found)
+                _summarized(found)
         for child in served:
             finished = child.finish() if child in alive else {}
             if "error" in finished:
@@ -582,14 +580,15 @@ def run(sizes: Sizes, tmp: Path) -> list[Table]:
             if "error" in found:
                 errors.append(f"{mode}, {names['seeds']}: {found['error']}")
                 continue
-            found["median_s"] = _median(found["walls"])
-            found["mean_s"] = statistics.fmean(found["walls"])
             runs[(mode, "seeds")][rep] = found
-            _log_found(found)
+            _summarized(found)
     return [_table(sz, runs, errors), _burst_table(sz, _bursts(sz, tmp))]
 
 
-def _log_found(found: dict[str, Any]) -> None:
+def _summarized(found: dict[str, Any]) -> None:
+    """Adds a block's median and mean round to ``found``, and logs them."""
+    found["median_s"] = _median(found["walls"])
+    found["mean_s"] = statistics.fmean(found["walls"])
     log(
         f"agents:   median round {_ms(found['median_s'])}, mean "
         f"{_ms(found['mean_s'])}, GC {sum(found['gc_ns']) / 1e6:.0f} ms, "
@@ -615,9 +614,7 @@ def _bursts(sz: AgentSizes, tmp: Path) -> dict[str, dict[int, dict[str, Any]]]:
             if "error" in found:
                 found = {"error": found["error"]}
             else:
-                found["median_s"] = _median(found["walls"])
-                found["mean_s"] = statistics.fmean(found["walls"])
-                _log_found(found)
+                _summarized(found)
             runs[key][rep] = found
     return runs
 
