@@ -516,21 +516,25 @@ def test_only_a_trace_past_the_entry_limit_is_cut():
     assert [event for entry in entries for event in entry] == list(range(42))  # order kept
 
 
-class _MgetFailsOnce:
-    """The worker's real Redis client, whose next ``mget`` fails as if Redis went away."""
+class _FailsOnce:
+    """The worker's real Redis client, whose next call of ``method`` fails as if Redis went
+    away."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: Any, method: str) -> None:
         self._client = client
+        self._method = method
         self.failed = False
 
-    def mget(self, *args: Any, **kwargs: Any) -> Any:
-        if not self.failed:
-            self.failed = True
-            raise redis.ConnectionError("injected: Redis went away after the read")
-        return self._client.mget(*args, **kwargs)
-
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
+        call = getattr(self._client, name)
+        if name != self._method or self.failed:
+            return call
+
+        def fail(*args: Any, **kwargs: Any) -> Any:
+            self.failed = True
+            raise redis.ConnectionError(f"injected: Redis went away at {name.upper()}")
+
+        return fail
 
 
 def test_entries_whose_taking_failed_are_taken_at_the_next_read(
@@ -548,7 +552,7 @@ def test_entries_whose_taking_failed_are_taken_at_the_next_read(
         server.url, "langchain", lambda n: [sinks.jsonl(out, session=f"langchain-{n}")], options
     )
     consumer._ensure_group()
-    faulty = consumer._redis = _MgetFailsOnce(consumer._redis)
+    faulty = consumer._redis = _FailsOnce(consumer._redis, "mget")
     assert consumer._read() == 0 and faulty.failed  # delivered, then the taking failed
     taken = 0
     for _ in range(3):  # the group will not deliver them again: they are taken from memory
@@ -556,3 +560,31 @@ def test_entries_whose_taking_failed_are_taken_at_the_next_read(
     assert taken > 0 and consumer.stats.events == 5 * EVENTS_PER_CHAIN, consumer.stats
     consumer.run(drain=True, deadline=time.monotonic() + 60)
     check_each_event_once(out, 5)
+
+
+def test_an_entry_already_written_whose_ack_failed_is_acked_later_and_counted_once(
+    server: RedisServer, tmp_path: Path
+):
+    """An entry whose batch a finished session wrote (an application's resend) only needs its
+    ack; when that ack fails, the worker tries the ack again, and takes nothing twice."""
+    from tracker import sinks
+    from workers.options import PipelineOptions
+    from workers.stream_worker import StreamWorker
+
+    options = PipelineOptions(spool=None, transport=None)
+    consumer = StreamWorker(
+        server.url, "langchain", lambda n: [sinks.jsonl(tmp_path, session=f"s-{n}")], options
+    )
+    consumer._ensure_group()
+    client = redis.Redis.from_url(server.url)
+    client.xadd("langchain", {"id": "batch-7", "b": b"never read"})
+    client.set(consumer._done_key("batch-7"), 1)  # written by a session that finished
+    faulty = consumer._redis = _FailsOnce(consumer._redis, "xack")
+
+    assert consumer._read() == 1 and faulty.failed
+    assert client.xpending("langchain", "tracker")["pending"] == 1  # the ack failed
+    for _ in range(2):
+        consumer._read()  # nothing new to read: the ack is tried again
+    assert client.xpending("langchain", "tracker")["pending"] == 0
+    stats = consumer.stats
+    assert (stats.entries, stats.duplicates, stats.events) == (1, 1, 0), stats

@@ -114,6 +114,8 @@ class StreamWorker:
         self._stop = stop if stop is not None else threading.Event()
         self._maintained = 0.0
         self._untaken: list[tuple[Any, dict[Any, Any]]] = []
+        # Entries a finished session wrote whose ack failed (Redis away): acked at the next try.
+        self._unacked: list[str] = []
 
     # -- control -------------------------------------------------------------------------------
 
@@ -167,6 +169,7 @@ class StreamWorker:
     def _read(self) -> int:
         # Entries delivered to us whose taking failed (Redis went away in between) come first:
         # the group will not deliver them again, and claiming them back takes claim_idle.
+        self._ack_duplicates()
         entries, self._untaken = self._untaken, []
         if not entries:
             try:
@@ -194,6 +197,8 @@ class StreamWorker:
         return len(entries)
 
     def _take(self, entries: list[tuple[Any, dict[Any, Any]]]) -> None:
+        """Hold delivered entries in the open session. Raises (Redis away) only before any of
+        them is held or counted, so the caller can take them all again."""
         if not entries:
             return
         session = self._open_session()
@@ -224,13 +229,37 @@ class StreamWorker:
             self.stats.events += len(events)
         if duplicates:
             self.stats.duplicates += len(duplicates)
-            self._redis.xack(self.stream, self.group, *duplicates)
+            self._unacked.extend(duplicates)
+        self._ack_duplicates()
+
+    def _ack_duplicates(self) -> None:
+        """Acknowledge the entries whose batches a finished session wrote; never raises.
+
+        Everything else about them is done, so a failed ack is tried again later rather than
+        taking them again (which would count them twice); a worker that never gets to try
+        leaves them pending, to be claimed and acked by another.
+        """
+        if not self._unacked:
+            return
+        try:
+            self._redis.xack(self.stream, self.group, *self._unacked)
+        except Exception as exc:
+            logger.warning(
+                "tracker worker: acknowledging %d entries already written failed on %s: %s; "
+                "tried again later",
+                len(self._unacked),
+                self.url,
+                exc,
+            )
+            return
+        self._unacked = []
 
     def _maintain(self) -> int:
         """Claim dead workers' entries, keep ours fresh, trim what every group acknowledged."""
         claimed = 0
         try:
             self._touch()
+            self._ack_duplicates()
             _, entries, *_ = self._redis.xautoclaim(
                 self.stream,
                 self.group,
