@@ -23,7 +23,6 @@ grace, whatever a backend does.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import itertools
 import logging
 import os
@@ -59,15 +58,6 @@ POLL_SECONDS = 0.05
 #: longer hold (TRACKER_HOLD_WHILE_BUSY_SECONDS) is not cut short by bytes: a 2 s burst of 50
 #: concurrent agent sessions on two cores is 5.6 MB.
 OUTBOX_LIMIT_BYTES = 32 * 1024 * 1024
-#: Bytes the worker's pipe holds (Linux's default: 64 KB). The writer thread needs the GIL
-#: again after each write that had to wait for the worker to read, and takes it from the
-#: application's threads mid-burst: with 64 KB a frame of a few hundred LangGraph events
-#: (~120 KB) took several such hand-offs. Interleaved probes (`ainvoke`, 50 agent sessions,
-#: nothing held, three runs): rounds 1.182x, 1.247x, 1.270x of no handler against 1.250x,
-#: 1.307x, 1.280x, and the event loop's CPU 356, 300, 315 ms a round against 377, 331, 351
-#: (benchmarks/analysis.md, issue 15). Linux's unprivileged limit is 1 MB
-#: (/proc/sys/fs/pipe-max-size); where it is refused the pipe keeps its size.
-PIPE_BYTES = 1024 * 1024
 # ClearML marks the process that ran Task.init; a child inheriting the mark takes itself for a
 # sub-process of that Task and gets a stub. The worker is a program of its own.
 NOT_INHERITED = ("CLEARML_PROC_MASTER_ID", "TRAINS_PROC_MASTER_ID")
@@ -167,7 +157,6 @@ class WorkerLink:
         self._spawned.append(process)
         self._dead = False
         assert process.stdin is not None
-        _widen(process.stdin)
         self._outbox.open(process.stdin)
         reader = threading.Thread(
             target=self._read_replies,
@@ -473,17 +462,6 @@ class WorkerLink:
             logger.warning("tracker: the tracker worker did not stop within %.1fs: killed", grace)
             process.kill()
             process.wait()
-
-
-def _widen(pipe: IO[bytes]) -> None:
-    """Give the worker's pipe :data:`PIPE_BYTES` where the platform allows it."""
-    setter = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only
-    if setter is None:
-        return
-    try:
-        fcntl.fcntl(pipe.fileno(), setter, PIPE_BYTES)
-    except OSError as exc:  # over the user's limit of pipe memory: the default size works too
-        logger.debug("tracker: the worker's pipe keeps its size: %s", exc)
 
 
 _link: WorkerLink | None = None
