@@ -167,9 +167,9 @@ class StreamWorker:
                 raise
 
     def _read(self) -> int:
+        self._ack_duplicates()
         # Entries delivered to us whose taking failed (Redis went away in between) come first:
         # the group will not deliver them again, and claiming them back takes claim_idle.
-        self._ack_duplicates()
         entries, self._untaken = self._untaken, []
         if not entries:
             try:
@@ -259,7 +259,6 @@ class StreamWorker:
         claimed = 0
         try:
             self._touch()
-            self._ack_duplicates()
             _, entries, *_ = self._redis.xautoclaim(
                 self.stream,
                 self.group,
