@@ -356,6 +356,29 @@ def test_a_silent_redis_never_slows_the_chains_and_the_flush_says_where_events_a
     assert handler.stats()["in_spool"] == 100 * 6
 
 
+def test_what_the_redact_hook_withheld_is_not_counted_streamed(server: RedisServer, tmp_path: Path):
+    """The hook's withheld records stay out of the stream and out of ``streamed``: every event
+    is counted once (``processed`` = streamed + withheld)."""
+    import uuid
+
+    from tracker import TrackerCallbackHandler, sinks
+
+    handler = TrackerCallbackHandler(
+        [sinks.jsonl(tmp_path)],
+        transport=server.url,
+        offline_dir=tmp_path,
+        redact=lambda record: None if "secret" in record.fields.get("text", "") else record,
+    )
+    for i in range(10):
+        handler.on_text(f"secret {i}" if i % 3 == 0 else f"x{i}", run_id=uuid.uuid4())
+    result = handler.flush_tracker(finish=True, timeout=60)
+    stats = handler.stats()
+    assert result.ok and result.streamed == 6 and stats["streamed"] == 6, (result, stats)
+    assert (stats["enqueued"], stats["processed"], stats["pending"]) == (10, 10, 0), stats
+    entries = redis.Redis.from_url(server.url).xrange("langchain")
+    assert sum(int(fields[b"n"]) for _, fields in entries) == 6, entries
+
+
 def test_the_seed_classes_use_the_stream_from_the_environment(server: RedisServer, tmp_path: Path):
     """TRACKER_TRANSPORT: an unchanged script with a seed class ships to the stream (no
     flush call: the exit drain does it), and a worker writes its archive."""

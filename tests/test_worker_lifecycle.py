@@ -509,3 +509,23 @@ def test_a_sink_the_worker_cannot_build_is_an_error_not_a_hang(offline_dir: Path
     assert "No module named 'workers.sinks.missing'" in result.errors[0], result
     stats = handler.stats()
     assert (stats["dropped"], stats["pending"]) == (10, 0), stats
+
+
+def test_what_the_redact_hook_withheld_is_not_also_counted_dropped_by_a_broken_sink(
+    offline_dir: Path,
+) -> None:
+    """The hook's withheld records are counted processed here; the worker, which cannot
+    build the sink, counts only the records it was sent as dropped: each event once."""
+    broken = SinkSpec("workers.sinks.missing.NoSuchSink", {}, name="missing")
+    handler = TrackerCallbackHandler(
+        [broken],
+        offline_dir=offline_dir,
+        redact=lambda record: None if "secret" in record.fields.get("text", "") else record,
+    )
+    for i in range(10):
+        handler.on_text(f"secret {i}" if i % 3 == 0 else f"x{i}")  # 4 withheld, 6 sent
+    result = handler.flush_tracker(finish=True, timeout=30)
+    assert not result.timed_out and not result.ok, result
+    stats = handler.stats()
+    assert stats["redacted_dropped"] == 4, stats
+    assert (stats["processed"], stats["dropped"], stats["pending"]) == (4, 6, 0), stats

@@ -356,11 +356,12 @@ class ForwardingPipeline(FlushWaiting):
             data = self._redacted(events)
         else:
             data = snapshot.encode(events, self._enrich if self._custom is not None else None)
-        # What the worker gets and counts: the redact hook's withheld records stay here.
+        # What the worker gets and counts (as dropped, should it fail to decode them or to
+        # build the sinks): the redact hook's withheld records stay here, counted processed.
         visible = len(events) - (self._withheld - withheld)
         # The outbox's hold counts from when the oldest of them was recorded.
         since = time.monotonic() - max(0.0, time.time() - events[0].time)
-        self._send(Op.EVENTS, (len(events), data), visible, hold_since=since)
+        self._send(Op.EVENTS, (visible, data), visible, hold_since=since)
         self._sent_events += visible
 
     def _redacted(self, events: list[Event]) -> bytes:

@@ -298,8 +298,10 @@ class StreamPipeline(FlushWaiting):
     def _send_one(self, events: list[Event]) -> None:
         if not events:
             return
+        withheld = self._withheld
         data = self._encode(events)
-        count = len(events)
+        # What goes to the stream: the redact hook's withheld records are counted apart.
+        count = len(events) - (self._withheld - withheld)
         if data is None:
             return
         self._batches += 1
