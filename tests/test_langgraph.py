@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +194,37 @@ def test_graph_routing_objects_cross_as_their_fields():
     sent = json.dumps(convert(crossed[0]).fields)
     assert f'"{TYPE_KEY}": "langgraph.types.Send"' in sent and '"node": "tools"' in sent, sent
     assert "Send(node=" not in sent  # fields, not a repr
+
+
+@pytest.mark.parametrize("mode", ["ainvoke", "astream_events"])
+def test_the_forwarding_thread_encodes_the_queue_s_records_as_their_events(mode: str):
+    """The forwarding thread encodes the records it takes without making an ``Event`` of each
+    (``encode_raw``): the bytes are the ``Event``s' encoding, for every kind an agent records
+    (chains, chat models, streamed tokens, tools, captured tool errors), for a payload of the
+    user's own class (converted here) and with a custom-metrics hook (LLM ends converted)."""
+    from types import SimpleNamespace
+
+    from tracker.handler import QueueingCallbackHandler
+    from workers.event import Kind
+    from workers.queue import EventQueue, event_of
+    from workers.snapshot import decode, encode, encode_raw
+
+    class Mine:  # the user's class: the worker may not import it, so it is converted here
+        def __init__(self) -> None:
+            self.value = 7
+
+    queue = EventQueue(maxsize=100_000)
+    handler = QueueingCallbackHandler(SimpleNamespace(queue=queue))  # type: ignore[arg-type]
+    asyncio.run(run_sessions(handler, mode))
+    handler.on_custom_event("mine", Mine(), run_id=uuid.uuid4())
+    raws = queue.take_raw(100_000)
+    kinds = {raw[0] for raw in raws}
+    expected = {Kind.CHAIN_START, Kind.CHAIN_END, Kind.CHAT_MODEL_START, Kind.LLM_END}
+    expected |= {Kind.TOOL_START, Kind.TOOL_ERROR, Kind.CUSTOM_EVENT}
+    if mode == "astream_events":
+        expected.add(Kind.LLM_NEW_TOKEN)
+    assert expected <= kinds, kinds
+    events = [event_of(raw) for raw in raws]
+    assert encode_raw(raws) == encode(events)
+    assert encode_raw(raws, lambda record: None) == encode(events, lambda record: None)
+    assert [event.kind for event in decode(encode_raw(raws))] == [raw[0] for raw in raws]

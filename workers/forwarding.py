@@ -34,7 +34,7 @@ from workers.flush import FlushRequest, FlushResult, FlushWaiting
 from workers.link import WorkerLink, attach
 from workers.options import PipelineOptions
 from workers.plan import PipelinePlan
-from workers.queue import DropWarner, EventQueue
+from workers.queue import DropWarner, EventQueue, event_of, is_whole
 from workers.records import Record, convert
 from workers.redact import RedactHook, Redactor
 from workers.sinks.asset import snapshot_asset
@@ -272,7 +272,8 @@ class ForwardingPipeline(FlushWaiting):
             return False
         if not exiting and self._may_wait():
             return False
-        batch = self.queue.take(self.options.batch_size)
+        # The records as the puts laid them out: most are encoded with no Event made of them.
+        batch = self.queue.take_raw(self.options.batch_size)
         if not batch:
             spilled = self.queue.take_spill(self.options.batch_size)
             if not spilled:
@@ -282,21 +283,22 @@ class ForwardingPipeline(FlushWaiting):
             self._spill_sent += len(spilled)
             self._send_events(spilled)
             return True
-        events: list[Event] = []
-        for index, event in enumerate(batch):
-            if not event.kind.is_control:
-                events.append(event)
+        raws: list[tuple[Any, ...]] = []
+        for index, raw in enumerate(batch):
+            event = event_of(raw) if is_whole(raw) else None
+            if event is None or not event.kind.is_control:
+                raws.append(raw)
                 continue
-            if events:
-                self._send_events(events)
-                events = []
+            if raws:
+                self._send_raw(raws)
+                raws = []
             self._send_spill_through(event.extra.get("spilled", 0))
             self._send_control(event)
             if self._finish_sent:  # what came after the finish is refused here, and counted
-                self._refuse_after_finish(batch[index + 1 :])
+                self._refuse_after_finish([event_of(rest) for rest in batch[index + 1 :]])
                 return True
-        if events:
-            self._send_events(events)
+        if raws:
+            self._send_raw(raws)
         return True
 
     def _may_wait(self) -> bool:
@@ -350,17 +352,30 @@ class ForwardingPipeline(FlushWaiting):
         worker = self._state.get("stats", {})
         return self._sent_events - worker.get("processed", 0) - worker.get("dropped", 0)
 
+    def _send_raw(self, raws: list[tuple[Any, ...]]) -> None:
+        """Records taken with ``take_raw`` (none a control record)."""
+        if self._redactor is not None:  # the hook gets records converted from events
+            self._send_events([event_of(raw) for raw in raws])
+            return
+        enrich = self._enrich if self._custom is not None else None
+        self._ship(snapshot.encode_raw(raws, enrich), len(raws), self._withheld, raws[0][2])
+
     def _send_events(self, events: list[Event]) -> None:
         withheld = self._withheld
         if self._redactor is not None:
             data = self._redacted(events)
         else:
             data = snapshot.encode(events, self._enrich if self._custom is not None else None)
+        self._ship(data, len(events), withheld, events[0].time)
+
+    def _ship(self, data: bytes, count: int, withheld: int, oldest: float) -> None:
+        """A batch of ``count`` events encoded as ``data``; ``withheld``: the redact hook's
+        count before it was encoded; ``oldest``: when its first event was recorded."""
         # What the worker gets and counts (as dropped, should it fail to decode them or to
         # build the sinks): the redact hook's withheld records stay here, counted processed.
-        visible = len(events) - (self._withheld - withheld)
+        visible = count - (self._withheld - withheld)
         # The outbox's hold counts from when the oldest of them was recorded.
-        since = time.monotonic() - max(0.0, time.time() - events[0].time)
+        since = time.monotonic() - max(0.0, time.time() - oldest)
         self._send(Op.EVENTS, (visible, data), visible, hold_since=since)
         self._sent_events += visible
 

@@ -28,6 +28,7 @@ from uuid import UUID
 
 from workers import wire
 from workers.event import RUN_ERRORS, Event, Kind
+from workers.queue import PAIRS, event_of, is_whole
 from workers.records import (
     COUNTERS_KEY,
     KIND_BY_VALUE,
@@ -90,26 +91,58 @@ def _record_item(event: Event, enrich: Enrich | None) -> tuple[str, tuple[Any, .
     return (RECORD, record.to_wire())
 
 
-def encode(events: list[Event], enrich: Enrich | None = None) -> bytes:
-    """One batch as bytes for :func:`decode` (never raises for what the events carry).
+def _plain(event: Event, enrich: Enrich | None) -> bool:
+    """Whether ``event`` crosses as its plain tuple (else it is converted here)."""
+    kind = event.kind
+    # A payload that is itself the user's object (an LLMResult subclass, …) is converted here
+    # whole; one nested deeper goes as its plain data (workers.wire).
+    return not (
+        (kind in RUN_ERRORS and not _captured(event.data))
+        or (enrich is not None and kind is Kind.LLM_END)
+        or not all(map(wire.portable, event.data))
+    )
 
-    ``enrich``: called with the converted record of each LLM end (custom metrics); those are
-    converted here, where the original objects are.
-    """
-    items: list[Any] = []
+
+def _item(event: Event, enrich: Enrich | None) -> tuple[Any, ...]:
+    return event_item(event) if _plain(event, enrich) else _record_item(event, enrich)
+
+
+def _raw_item(raw: tuple[Any, ...], enrich: Enrich | None) -> tuple[Any, ...] | None:
+    """A put's record (:meth:`workers.queue.EventQueue.take_raw`) as :func:`event_item` would
+    make it of its ``Event``, without making that ``Event``; None where :func:`_plain` could
+    say no, or an id is not a ``UUID``'s int (the caller goes through the ``Event``)."""
+    kind, seq, at, run, parent, name, tags, metadata, inputs, first, second = raw
+    if (
+        (kind in RUN_ERRORS and type(first) is not CapturedError)
+        or (enrich is not None and kind is Kind.LLM_END)
+        or (run is not None and type(run) is not int)
+        or (parent is not None and type(parent) is not int)
+    ):
+        return None
     portable = wire.portable
-    for event in events:
-        kind = event.kind
-        if (
-            (kind in RUN_ERRORS and not _captured(event.data))
-            or (enrich is not None and kind is Kind.LLM_END)
-            or not all(map(portable, event.data))
-        ):
-            # A payload that is itself the user's object (an LLMResult subclass, …) is converted
-            # here whole; one nested deeper goes as its plain data (workers.wire).
-            items.append(_record_item(event, enrich))
-        else:
-            items.append(event_item(event))
+    if kind in PAIRS:
+        if not (portable(first) and portable(second)):
+            return None
+        data: tuple[Any, ...] = (first, second)
+    else:
+        if not portable(first):
+            return None
+        data = (first,)
+    extra: dict[str, Any] = {}  # as the queue's Event has it (workers.queue.event_of)
+    if name is not None:
+        extra["name"] = name
+    if tags is not None:
+        extra["tags"] = tags
+    if metadata is not None:
+        extra["metadata"] = metadata
+    if inputs is not None:
+        extra["inputs"] = inputs
+    return (_VALUES[kind], seq, at, run, parent, data, extra)
+
+
+def _dumps(items: list[Any], event_at: Callable[[int], Event]) -> bytes:
+    """``items`` pickled; those that cannot cross are converted here (never raises for what
+    the events carry). ``event_at(i)``: the event of ``items[i]``."""
     try:
         return wire.dumps(items)
     except Exception:  # some event carries what cannot cross: find it, convert it here
@@ -120,11 +153,30 @@ def encode(events: list[Event], enrich: Enrich | None = None) -> bytes:
         try:
             wire.dumps(item)
         except Exception:
-            items[index] = _record_item(events[index], None)
+            items[index] = _record_item(event_at(index), None)
     try:
         return wire.dumps(items)
     except Exception:  # changed under us between the two passes: convert the whole batch
-        return wire.dumps([_record_item(event, None) for event in events])
+        return wire.dumps([_record_item(event_at(index), None) for index in range(len(items))])
+
+
+def encode(events: list[Event], enrich: Enrich | None = None) -> bytes:
+    """One batch as bytes for :func:`decode` (never raises for what the events carry).
+
+    ``enrich``: called with the converted record of each LLM end (custom metrics); those are
+    converted here, where the original objects are.
+    """
+    return _dumps([_item(event, enrich) for event in events], events.__getitem__)
+
+
+def encode_raw(raws: list[tuple[Any, ...]], enrich: Enrich | None = None) -> bytes:
+    """:func:`encode` of the queue's records as :meth:`~workers.queue.EventQueue.take_raw`
+    gives them: the same bytes, with an ``Event`` made only for what is converted here."""
+    items = [
+        (None if is_whole(raw) else _raw_item(raw, enrich)) or _item(event_of(raw), enrich)
+        for raw in raws
+    ]
+    return _dumps(items, lambda index: event_of(raws[index]))
 
 
 def encode_records(records: list[Record]) -> bytes:
