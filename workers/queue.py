@@ -40,7 +40,7 @@ WIDTH = 11
 
 #: The kinds whose payload has two parts (a start's serialized form and its input, a custom
 #: event's name and data); every other kind has one.
-PAIRS = frozenset({*RUN_STARTS, Kind.CUSTOM_EVENT})
+_PAIRS = frozenset({*RUN_STARTS, Kind.CUSTOM_EVENT})
 
 #: In a record's ``first`` slot: the record is a whole :class:`Event` (a control record, an
 #: ingested or a returned one), in its ``second`` slot.
@@ -67,11 +67,9 @@ def is_whole(raw: tuple[Any, ...]) -> bool:
     return raw[9] is _WHOLE
 
 
-def event_of(raw: tuple[Any, ...]) -> Event:
-    """The :class:`Event` a record stands for (consumer side)."""
-    kind, seq, at, run_id, parent_run_id, name, tags, metadata, inputs, first, second = raw
-    if first is _WHOLE:
-        return second  # type: ignore[no-any-return]
+def payload_of(raw: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A put's record's payload and keyword arguments, as its :class:`Event` has them."""
+    kind, _, _, _, _, name, tags, metadata, inputs, first, second = raw
     extra: dict[str, Any] = {}  # None stands for absent: the records read both alike
     if name is not None:
         extra["name"] = name
@@ -81,7 +79,15 @@ def event_of(raw: tuple[Any, ...]) -> Event:
         extra["metadata"] = metadata
     if inputs is not None:
         extra["inputs"] = inputs
-    data = (first, second) if kind in PAIRS else (first,)
+    return ((first, second) if kind in _PAIRS else (first,)), extra
+
+
+def event_of(raw: tuple[Any, ...]) -> Event:
+    """The :class:`Event` a record stands for (consumer side)."""
+    if raw[9] is _WHOLE:
+        return raw[10]  # type: ignore[no-any-return]
+    kind, seq, at, run_id, parent_run_id = raw[0], raw[1], raw[2], raw[3], raw[4]
+    data, extra = payload_of(raw)
     if type(run_id) is int:
         run_id = _uuid(run_id)
     if type(parent_run_id) is int:
@@ -197,7 +203,7 @@ class EventQueue:
         """Record one callback; returns False when it was dropped because the queue is full.
 
         ``extra``: the callback's keyword arguments (only the four the records use are kept);
-        ``first``, ``second``: its payload (``second`` for the kinds in :data:`PAIRS`).
+        ``first``, ``second``: its payload (``second`` for the kinds in :data:`_PAIRS`).
         """
         items = self._items
         seq = next(self._seq)

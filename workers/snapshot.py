@@ -28,7 +28,7 @@ from uuid import UUID
 
 from workers import wire
 from workers.event import RUN_ERRORS, Event, Kind
-from workers.queue import PAIRS, event_of, is_whole
+from workers.queue import event_of, is_whole, payload_of
 from workers.records import (
     COUNTERS_KEY,
     KIND_BY_VALUE,
@@ -111,32 +111,18 @@ def _raw_item(raw: tuple[Any, ...], enrich: Enrich | None) -> tuple[Any, ...] | 
     """A put's record (:meth:`workers.queue.EventQueue.take_raw`) as :func:`event_item` would
     make it of its ``Event``, without making that ``Event``; None where :func:`_plain` could
     say no, or an id is not a ``UUID``'s int (the caller goes through the ``Event``)."""
-    kind, seq, at, run, parent, name, tags, metadata, inputs, first, second = raw
+    kind, seq, at, run, parent = raw[0], raw[1], raw[2], raw[3], raw[4]
     if (
-        (kind in RUN_ERRORS and type(first) is not CapturedError)
+        (kind in RUN_ERRORS and type(raw[9]) is not CapturedError)
         or (enrich is not None and kind is Kind.LLM_END)
         or (run is not None and type(run) is not int)
         or (parent is not None and type(parent) is not int)
     ):
         return None
+    data, extra = payload_of(raw)
     portable = wire.portable
-    if kind in PAIRS:
-        if not (portable(first) and portable(second)):
-            return None
-        data: tuple[Any, ...] = (first, second)
-    else:
-        if not portable(first):
-            return None
-        data = (first,)
-    extra: dict[str, Any] = {}  # as the queue's Event has it (workers.queue.event_of)
-    if name is not None:
-        extra["name"] = name
-    if tags is not None:
-        extra["tags"] = tags
-    if metadata is not None:
-        extra["metadata"] = metadata
-    if inputs is not None:
-        extra["inputs"] = inputs
+    if not portable(data[0]) or (len(data) == 2 and not portable(data[1])):
+        return None
     return (_VALUES[kind], seq, at, run, parent, data, extra)
 
 
