@@ -91,37 +91,36 @@ def _record_item(event: Event, enrich: Enrich | None) -> tuple[str, tuple[Any, .
     return (RECORD, record.to_wire())
 
 
-def _plain(event: Event, enrich: Enrich | None) -> bool:
-    """Whether ``event`` crosses as its plain tuple (else it is converted here)."""
-    kind = event.kind
+def _plain(kind: Kind, data: tuple[Any, ...], enrich: Enrich | None) -> bool:
+    """Whether an event of ``kind`` with payload ``data`` crosses as its plain tuple (else it
+    is converted here)."""
     # A payload that is itself the user's object (an LLMResult subclass, …) is converted here
     # whole; one nested deeper goes as its plain data (workers.wire).
     return not (
-        (kind in RUN_ERRORS and not _captured(event.data))
+        (kind in RUN_ERRORS and not _captured(data))
         or (enrich is not None and kind is Kind.LLM_END)
-        or not all(map(wire.portable, event.data))
+        or not all(map(wire.portable, data))
     )
 
 
 def _item(event: Event, enrich: Enrich | None) -> tuple[Any, ...]:
-    return event_item(event) if _plain(event, enrich) else _record_item(event, enrich)
+    if _plain(event.kind, event.data, enrich):
+        return event_item(event)
+    return _record_item(event, enrich)
 
 
 def _raw_item(raw: tuple[Any, ...], enrich: Enrich | None) -> tuple[Any, ...] | None:
     """A put's record (:meth:`workers.queue.EventQueue.take_raw`) as :func:`event_item` would
-    make it of its ``Event``, without making that ``Event``; None where :func:`_plain` could
-    say no, or an id is not a ``UUID``'s int (the caller goes through the ``Event``)."""
+    make it of its ``Event``, without making that ``Event``; None where the event is converted
+    here (:func:`_plain`) or an id is not a ``UUID``'s int (the caller goes through the
+    ``Event``)."""
     kind, seq, at, run, parent = raw[0], raw[1], raw[2], raw[3], raw[4]
-    if (
-        (kind in RUN_ERRORS and type(raw[9]) is not CapturedError)
-        or (enrich is not None and kind is Kind.LLM_END)
-        or (run is not None and type(run) is not int)
-        or (parent is not None and type(parent) is not int)
+    if (run is not None and type(run) is not int) or (
+        parent is not None and type(parent) is not int
     ):
         return None
     data, extra = payload_of(raw)
-    portable = wire.portable
-    if not portable(data[0]) or (len(data) == 2 and not portable(data[1])):
+    if not _plain(kind, data, enrich):
         return None
     return (_VALUES[kind], seq, at, run, parent, data, extra)
 
